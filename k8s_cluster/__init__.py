@@ -1,0 +1,1 @@
+"""Cloudify plugin that provisions kubeadm Kubernetes clusters on machines and keeps them healthy."""
