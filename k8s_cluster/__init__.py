@@ -1,1 +1,1 @@
-"""Cloudify plugin that provisions kubeadm Kubernetes clusters on machines and keeps them healthy."""
+"""Cloudify plugin: kubeadm Kubernetes clusters on machines, provisioned and kept healthy."""

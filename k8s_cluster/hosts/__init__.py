@@ -25,3 +25,10 @@ class Host:
     @classmethod
     def from_dict(cls, data: dict) -> Host:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def host_name_for(instance_id: str, role: str) -> str:
+    """A host's name (and Kubernetes Node name) from its node instance id, e.g.
+    worker_host_a1b2c3 -> worker-a1b2c3: stable, so a healed instance keeps its name."""
+    suffix = instance_id.rsplit("_", 1)[-1].lower()
+    return f"{'cp' if role == 'control-plane' else 'worker'}-{suffix}"

@@ -1,0 +1,164 @@
+"""The Kubernetes API, through the kubernetes client: readiness, labels, cordon, drain, delete."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kubernetes import client, config
+from kubernetes.client import ApiException
+
+POLL_INTERVAL = 2.0
+WORKER_ROLE_LABEL = "node-role.kubernetes.io/worker"
+
+
+def core_api(kubeconfig: Path) -> client.CoreV1Api:
+    return client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+
+
+def node_ready(node: client.V1Node) -> tuple[bool, str]:
+    """(Ready?, a short reason for the log)."""
+    for condition in node.status.conditions or []:
+        if condition.type == "Ready":
+            return condition.status == "True", f"Ready={condition.status} ({condition.reason})"
+    return False, "no Ready condition yet"
+
+
+def wait_until(
+    check: Callable[[], tuple[bool, str]], timeout: float, what: str, sleep=time.sleep
+) -> None:
+    """Poll `check` until it says done; TimeoutError names `what` and the last state seen."""
+    deadline = time.monotonic() + timeout
+    state = "not checked"
+    while True:
+        try:
+            done, state = check()
+        except ApiException as err:
+            done, state = False, f"API answered {err.status} {err.reason}"
+        except OSError as err:  # API server restarting, connection refused
+            done, state = False, f"API unreachable: {err}"
+        if done:
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what}: not done after {timeout:.0f} s; last seen: {state}")
+        sleep(POLL_INTERVAL)
+
+
+def wait_node_ready(api: client.CoreV1Api, name: str, timeout: float = 300) -> None:
+    def check() -> tuple[bool, str]:
+        try:
+            return node_ready(api.read_node(name))
+        except ApiException as err:
+            if err.status == 404:
+                return False, "Node not registered yet"
+            raise
+
+    wait_until(check, timeout, f"Node {name} Ready")
+
+
+def label_node(api: client.CoreV1Api, name: str, labels: dict[str, str]) -> None:
+    api.patch_node(name, {"metadata": {"labels": labels}})
+
+
+def set_unschedulable(api: client.CoreV1Api, name: str, unschedulable: bool) -> None:
+    api.patch_node(name, {"spec": {"unschedulable": unschedulable}})
+
+
+def delete_node(api: client.CoreV1Api, name: str) -> bool:
+    """Delete the Node object; False if it was already gone."""
+    try:
+        api.delete_node(name)
+    except ApiException as err:
+        if err.status == 404:
+            return False
+        raise
+    return True
+
+
+def list_nodes(api: client.CoreV1Api) -> list[dict]:
+    nodes = []
+    for node in api.list_node().items:
+        ready, _ = node_ready(node)
+        labels = node.metadata.labels or {}
+        roles = sorted(
+            k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/")
+        )
+        nodes.append({"name": node.metadata.name, "ready": ready, "roles": roles})
+    return nodes
+
+
+# --- drain -----------------------------------------------------------------------------------
+
+
+@dataclass
+class DrainResult:
+    evicted: list[str] = field(default_factory=list)
+    blocked: dict[str, str] = field(default_factory=dict)  # pod -> why it could not go
+
+    @property
+    def complete(self) -> bool:
+        return not self.blocked
+
+
+def _pod_key(pod: client.V1Pod) -> str:
+    return f"{pod.metadata.namespace}/{pod.metadata.name}"
+
+
+def pods_to_evict(pods: Iterable[client.V1Pod]) -> list[client.V1Pod]:
+    """What kubectl drain evicts: not DaemonSet pods, not mirror (static) pods, not finished."""
+    chosen = []
+    for pod in pods:
+        owners = pod.metadata.owner_references or []
+        if any(owner.kind == "DaemonSet" for owner in owners):
+            continue
+        if "kubernetes.io/config.mirror" in (pod.metadata.annotations or {}):
+            continue
+        if pod.status and pod.status.phase in ("Succeeded", "Failed"):
+            continue
+        chosen.append(pod)
+    return chosen
+
+
+def drain(
+    api: client.CoreV1Api, name: str, timeout: float, grace_period: int | None = None
+) -> DrainResult:
+    """Cordon, then evict through the Eviction API (PodDisruptionBudgets hold) until the node
+    has no pods left to evict or `timeout` passes. Blocked pods are reported, not deleted."""
+    set_unschedulable(api, name, True)
+    result = DrainResult()
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = pods_to_evict(
+            api.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={name}").items
+        )
+        result.blocked = {}
+        for pod in pending:
+            if pod.metadata.deletion_timestamp:
+                result.blocked[_pod_key(pod)] = "terminating"
+                continue
+            _evict(api, pod, grace_period, result)
+        if not pending:
+            return result
+        if time.monotonic() >= deadline:
+            return result
+        time.sleep(POLL_INTERVAL)
+
+
+def _evict(api: client.CoreV1Api, pod: client.V1Pod, grace: int | None, result: DrainResult):
+    body = client.V1Eviction(
+        metadata=client.V1ObjectMeta(name=pod.metadata.name, namespace=pod.metadata.namespace),
+        delete_options=client.V1DeleteOptions(grace_period_seconds=grace),
+    )
+    try:
+        api.create_namespaced_pod_eviction(pod.metadata.name, pod.metadata.namespace, body)
+    except ApiException as err:
+        if err.status == 404:
+            return
+        if err.status == 429:
+            result.blocked[_pod_key(pod)] = "a PodDisruptionBudget does not allow it now"
+            return
+        raise
+    result.evicted.append(_pod_key(pod))
+    result.blocked[_pod_key(pod)] = "terminating"

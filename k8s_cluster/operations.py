@@ -1,0 +1,253 @@
+"""The plugin's operations, named in blueprints/plugin.yaml. Thin: parse context, call the library.
+
+Secrets (tokens, kubeconfig content, keys) are never logged and never stored as runtime
+properties; the admin kubeconfig lives in a 0600 file in the deployment's local state.
+"""
+
+from __future__ import annotations
+
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+from cloudify.decorators import operation
+from cloudify.exceptions import NonRecoverableError, RecoverableError
+
+from . import kube, node
+from .hosts import Host, host_name_for
+from .hosts.provider import provider_for
+from .inputs import ClusterSpec, InputError, validate
+from .paths import deployment_state_dir, write_private_file
+from .ssh import Remote, RemoteError
+
+CLUSTER_TYPE = "k8s.nodes.Cluster"
+CONTAINED_IN = "cloudify.relationships.contained_in"
+JOINS = "k8s.relationships.joins"
+NODE_READY_TIMEOUT = 300
+UNINSTALL_DRAIN_TIMEOUT = 60
+
+
+# --- context helpers -------------------------------------------------------------------------
+
+
+def _related(ctx, type_name: str, *, relationship: bool = False):
+    """The target of this instance's relationship whose (node or relationship) type is given."""
+    for rel in ctx.instance.relationships:
+        hierarchy = rel.type_hierarchy if relationship else rel.target.node.type_hierarchy
+        if type_name in hierarchy:
+            return rel.target
+    raise NonRecoverableError(f"{ctx.node.name} has no relationship to a {type_name}")
+
+
+def _spec(ctx) -> ClusterSpec:
+    try:
+        return validate(_related(ctx, CLUSTER_TYPE).node.properties["settings"], Path.cwd())
+    except InputError as err:
+        raise NonRecoverableError(str(err)) from None
+
+
+def _state_dir(ctx) -> Path:
+    return deployment_state_dir(ctx.deployment.id)
+
+
+def _own_host(ctx) -> Host:
+    return Host.from_dict(
+        _related(ctx, CONTAINED_IN, relationship=True).instance.runtime_properties["host"]
+    )
+
+
+@contextmanager
+def _remote(host: Host):
+    """An SSH session; failures to connect are worth a retry, command failures are not."""
+    session = Remote(host)
+    try:
+        session.open()
+    except RemoteError as err:
+        raise RecoverableError(str(err)) from None
+    try:
+        yield session
+    except RemoteError as err:
+        raise NonRecoverableError(str(err)) from None
+    finally:
+        session.close()
+
+
+# --- cluster ---------------------------------------------------------------------------------
+
+
+@operation(resumable=True)
+def validate_settings(ctx, **_):
+    try:
+        spec = validate(ctx.node.properties["settings"], Path.cwd())
+    except InputError as err:
+        raise NonRecoverableError(str(err)) from None
+    _state_dir(ctx).mkdir(parents=True, exist_ok=True, mode=0o700)
+    ctx.logger.info(
+        f"Cluster settings valid: provider {spec.provider}, Kubernetes {spec.kubernetes_version}, "
+        f"{spec.control_plane_count} control plane(s), {spec.worker_count} worker(s)"
+    )
+
+
+@operation(resumable=True)
+def remove_local_state(ctx, **_):
+    """Last step of uninstall: remove any host of this deployment still left (one from an
+    earlier install whose cfy state was dropped), then the deployment's local state."""
+    state = _state_dir(ctx)
+    try:
+        spec = validate(ctx.node.properties["settings"], Path.cwd())
+    except InputError:
+        shutil.rmtree(state, ignore_errors=True)  # never valid: nothing was ever created
+        return
+    provider = provider_for(spec, ctx.deployment.id, state)
+    for name in provider.host_names():
+        ctx.logger.info(f"Removing host {name}, left from an earlier install")
+        provider.destroy_host(name)
+    shutil.rmtree(state, ignore_errors=True)
+    ctx.logger.info(f"Removed the deployment's local state {state}")
+
+
+# --- hosts -----------------------------------------------------------------------------------
+
+
+@operation(resumable=True)
+def create_host(ctx, **_):
+    spec = _spec(ctx)
+    role = ctx.node.properties["role"]
+    provider = provider_for(spec, ctx.deployment.id, _state_dir(ctx))
+    try:
+        host = provider.create_host(host_name_for(ctx.instance.id, role), role)
+    except Exception as err:
+        raise NonRecoverableError(f"could not create host for {ctx.instance.id}: {err}") from None
+    ctx.instance.runtime_properties["host"] = host.to_dict()
+    ctx.instance.runtime_properties["node"] = {
+        "name": host.name,
+        "address": host.address,
+        "role": role,
+    }
+    ctx.logger.info(f"Host {host.name} ({role}) at {host.address}")
+
+
+@operation(resumable=True)
+def prepare_host(ctx, **_):
+    spec = _spec(ctx)
+    host = Host.from_dict(ctx.instance.runtime_properties["host"])
+    with _remote(host) as remote:
+        version = node.prepare(remote, spec)
+    ctx.instance.runtime_properties["kubernetes_package_version"] = version
+    ctx.logger.info(f"Host {host.name} prepared: containerd, Kubernetes packages {version}")
+
+
+@operation(resumable=True)
+def delete_host(ctx, **_):
+    props = ctx.instance.runtime_properties
+    if "host" not in props:
+        return
+    spec = _spec(ctx)
+    host = Host.from_dict(props["host"])
+    provider_for(spec, ctx.deployment.id, _state_dir(ctx)).destroy_host(
+        host_name_for(ctx.instance.id, ctx.node.properties["role"])
+    )
+    for key in ("host", "node", "kubernetes_package_version"):
+        props.pop(key, None)
+    ctx.logger.info(f"Host {host.name} removed")
+
+
+# --- Kubernetes nodes ------------------------------------------------------------------------
+
+
+@operation(resumable=True)
+def init_control_plane(ctx, **_):
+    spec = _spec(ctx)
+    host = _own_host(ctx)
+    with _remote(host) as remote:
+        info = node.init_control_plane(remote, spec, host.name, host.address, ctx.deployment.id)
+        kubeconfig = _state_dir(ctx) / "admin.conf"
+        write_private_file(kubeconfig, info.admin_kubeconfig)
+        node.apply_cni(remote, spec.cni_manifest, spec.cni_manifest_is_local)
+    props = ctx.instance.runtime_properties
+    props.update(
+        api_endpoint=f"https://{info.api_endpoint}",
+        join_endpoint=info.api_endpoint,
+        ca_cert_hash=info.ca_cert_hash,
+        kubeconfig_path=str(kubeconfig),
+        host=host.to_dict(),
+        node_name=host.name,
+    )
+    ctx.logger.info(f"Control plane {host.name} initialised; API at https://{info.api_endpoint}")
+
+
+@operation(resumable=True)
+def join_worker(ctx, **_):
+    host = _own_host(ctx)
+    cp = _related(ctx, JOINS, relationship=True).instance.runtime_properties
+    info = node.ControlPlaneInfo(cp["join_endpoint"], cp["ca_cert_hash"], admin_kubeconfig="")
+    with _remote(host) as worker, _remote(Host.from_dict(cp["host"])) as control_plane:
+        joined = node.join(worker, control_plane, info, host.name, host.address)
+    ctx.instance.runtime_properties.update(
+        node_name=host.name, kubeconfig_path=cp["kubeconfig_path"]
+    )
+    ctx.logger.info(f"Worker {host.name} {'joined' if joined else 'was already joined'}")
+
+
+@operation(resumable=True)
+def wait_node_ready(ctx, **_):
+    props = ctx.instance.runtime_properties
+    api = kube.core_api(Path(props["kubeconfig_path"]))
+    name = props["node_name"]
+    if ctx.node.type == "k8s.nodes.Worker":
+        kube.wait_until(
+            lambda: _label_worker(api, name), NODE_READY_TIMEOUT, f"Node {name} registered"
+        )
+    try:
+        kube.wait_node_ready(api, name, NODE_READY_TIMEOUT)
+    except TimeoutError as err:
+        raise NonRecoverableError(str(err)) from None
+    ctx.logger.info(f"Node {name} Ready")
+
+
+def _label_worker(api, name: str) -> tuple[bool, str]:
+    try:
+        kube.label_node(api, name, {kube.WORKER_ROLE_LABEL: ""})
+    except kube.ApiException as err:
+        if err.status == 404:
+            return False, "Node not registered yet"
+        raise
+    return True, "labelled"
+
+
+@operation(resumable=True)
+def remove_worker_node(ctx, **_):
+    """Uninstall of a worker: drain it (bounded), then delete its Node."""
+    props = ctx.instance.runtime_properties
+    kubeconfig = Path(props.get("kubeconfig_path", "/nonexistent"))
+    name = props.get("node_name")
+    if not name or not kubeconfig.exists():
+        return
+    api = kube.core_api(kubeconfig)
+    try:
+        result = kube.drain(api, name, timeout=UNINSTALL_DRAIN_TIMEOUT)
+    except (kube.ApiException, OSError) as err:
+        ctx.logger.warning(f"Could not drain {name} ({err}); the cluster is being removed anyway")
+    else:
+        if not result.complete:
+            ctx.logger.warning(
+                f"Drain of {name} stopped after {UNINSTALL_DRAIN_TIMEOUT} s; pods left: "
+                + ", ".join(f"{pod} ({why})" for pod, why in result.blocked.items())
+            )
+    kube.delete_node(api, name)
+    ctx.logger.info(f"Node {name} drained and deleted")
+
+
+@operation(resumable=True)
+def reset_node(ctx, **_):
+    try:
+        host = _own_host(ctx)
+    except KeyError:
+        return  # the host was never created
+    try:
+        with Remote(host) as remote:
+            node.reset(remote)
+    except RemoteError as err:
+        ctx.logger.warning(f"Could not reset {host.name}: {err}")
+        return
+    ctx.logger.info(f"Node {host.name} reset")

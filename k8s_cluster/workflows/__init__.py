@@ -1,0 +1,1 @@
+"""The suite's workflows (mapped in blueprints/types/base.yaml)."""

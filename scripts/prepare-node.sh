@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Prepare a host for kubeadm: swap off, kernel modules and sysctls, containerd, and the Kubernetes
+# packages at one version, held there. Idempotent: a second run changes nothing.
+#
+# The suite uploads the rendered configuration files first:
+#   /etc/modules-load.d/kubernetes.conf, /etc/sysctl.d/99-kubernetes.conf,
+#   /etc/containerd/config.toml, /etc/apt/sources.list.d/kubernetes.list
+# Environment:
+#   K8S_REPOSITORY       repository URL (http/https) or file: URI of a copy on this host
+#   K8S_VERSION_PATTERN  shell glob of the package version, e.g. "1.36.*" or "1.36.2-*"
+set -euo pipefail
+
+: "${K8S_REPOSITORY:?K8S_REPOSITORY is required}"
+: "${K8S_VERSION_PATTERN:?K8S_VERSION_PATTERN is required}"
+export DEBIAN_FRONTEND=noninteractive
+KEYRING=/etc/apt/keyrings/kubernetes-apt-keyring.asc
+PACKAGES=(kubelet kubeadm kubectl)
+
+fail() {
+  echo "prepare-node: $*" >&2
+  exit 1
+}
+
+phase() {
+  echo "phase: $*"
+}
+
+apt_get() {
+  apt-get -qq -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confold "$@"
+}
+
+disable_swap() {
+  phase "swap off"
+  swapoff -a
+  sed -i -E '/^[^#].*[[:space:]]swap[[:space:]]/ s/^/#/' /etc/fstab
+}
+
+load_modules() {
+  phase "kernel modules"
+  local module
+  while read -r module; do
+    [[ -z "$module" || "$module" == \#* ]] && continue
+    modprobe "$module" 2>/dev/null || [[ -d "/sys/module/$module" ]] ||
+      fail "kernel module $module is not loaded and cannot be loaded on $(hostname)"
+  done </etc/modules-load.d/kubernetes.conf
+}
+
+apply_sysctls() {
+  phase "kernel settings"
+  local key value actual
+  while IFS='=' read -r key value; do
+    key="${key// /}"
+    value="${value// /}"
+    [[ -z "$key" || "$key" == \#* ]] && continue
+    sysctl -q -w "$key=$value" >/dev/null 2>&1 || true
+    actual="$(sysctl -n "$key" 2>/dev/null || echo missing)"
+    [[ "$actual" == "$value" ]] || fail "kernel setting $key is $actual on $(hostname), needs $value"
+  done </etc/sysctl.d/99-kubernetes.conf
+}
+
+install_containerd() {
+  phase "containerd"
+  if ! dpkg-query -W -f='${Status}' containerd 2>/dev/null | grep -q "ok installed"; then
+    apt_get update
+    apt_get install -y --no-install-recommends containerd curl ca-certificates
+  fi
+  local stamp=/var/lib/k8s-cluster/containerd-config.sha256
+  mkdir -p /var/lib/k8s-cluster
+  if ! sha256sum --status -c "$stamp" 2>/dev/null || ! systemctl is-active -q containerd; then
+    systemctl enable -q containerd
+    systemctl restart containerd
+    sha256sum /etc/containerd/config.toml >"$stamp"
+  fi
+}
+
+fetch_repository_key() {
+  phase "package repository $K8S_REPOSITORY"
+  install -d -m 0755 /etc/apt/keyrings
+  local error
+  if [[ "$K8S_REPOSITORY" == file:* ]]; then
+    cp "${K8S_REPOSITORY#file:}/Release.key" "$KEYRING.new" ||
+      fail "package repository $K8S_REPOSITORY has no Release.key"
+  elif ! error="$(curl -fsSL --connect-timeout 15 --max-time 120 --retry 2 \
+    -o "$KEYRING.new" "${K8S_REPOSITORY%/}/Release.key" 2>&1)"; then
+    fail "package repository $K8S_REPOSITORY is unreachable from $(hostname): ${error:-no answer}"
+  fi
+  chmod 0644 "$KEYRING.new"
+  mv "$KEYRING.new" "$KEYRING"
+  apt_get -o APT::Update::Error-Mode=any update 2>&1 ||
+    fail "package repository $K8S_REPOSITORY could not be read by apt on $(hostname)"
+}
+
+pick_version() {
+  local version
+  while read -r version; do
+    # shellcheck disable=SC2053 # the pattern is a glob on purpose
+    if [[ "$version" == $K8S_VERSION_PATTERN ]]; then
+      echo "$version"
+      return 0
+    fi
+  done < <(apt-cache madison kubeadm | awk '{print $3}')
+  local found
+  found="$(apt-cache madison kubeadm | awk '{print $3}' | head -n 5 | tr '\n' ' ')"
+  fail "no kubeadm version matching $K8S_VERSION_PATTERN in $K8S_REPOSITORY (it has: ${found:-none})"
+}
+
+all_installed() {
+  local package
+  for package in "${PACKAGES[@]}"; do
+    [[ "$(dpkg-query -W -f='${db:Status-Status} ${Version}' "$package" 2>/dev/null)" == "installed $1" ]] ||
+      return 1
+  done
+}
+
+install_kubernetes_packages() {
+  local version installed
+  version="$(pick_version)"
+  installed="$(dpkg-query -W -f='${Version}' kubeadm 2>/dev/null || true)"
+  if [[ -n "$installed" && "$installed" != "$version" ]]; then
+    fail "kubeadm $installed is installed on $(hostname) but $version was asked for; upgrading is not part of install"
+  fi
+  phase "kubernetes packages $version"
+  if ! all_installed "$version"; then
+    apt_get install -y --no-install-recommends --allow-change-held-packages \
+      "${PACKAGES[@]/%/=$version}"
+  fi
+  apt-mark hold "${PACKAGES[@]}" >/dev/null
+  systemctl enable -q kubelet
+  echo "installed: $version"
+}
+
+disable_swap
+load_modules
+apply_sysctls
+install_containerd
+fetch_repository_key
+install_kubernetes_packages

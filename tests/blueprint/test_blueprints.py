@@ -1,0 +1,112 @@
+"""Every blueprint parses with Cloudify's real DSL parser, offline, and has the expected shape."""
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from dsl_parser.parser import parse_from_path
+
+ROOT = Path(__file__).resolve().parents[2]
+BLUEPRINTS = sorted(p for p in (ROOT / "blueprints").glob("*.yaml") if p.name != "plugin.yaml")
+CFY = Path(sys.executable).with_name("cfy")
+
+
+@pytest.mark.parametrize("blueprint", BLUEPRINTS, ids=lambda p: p.name)
+def test_cfy_blueprints_validate_passes(blueprint, tmp_path):
+    result = subprocess.run(
+        [str(CFY), "blueprints", "validate", str(blueprint)],
+        capture_output=True,
+        text=True,
+        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "validated successfully" in result.stdout
+
+
+def test_cluster_blueprint_shape():
+    plan = parse_from_path(str(ROOT / "blueprints" / "k8s-cluster.yaml"))
+    nodes = {node["name"]: node for node in plan["nodes"]}
+    assert set(nodes) == {"cluster", "control_plane_host", "worker_host", "control_plane", "worker"}
+    worker_rels = {rel["type"]: rel["target_id"] for rel in nodes["worker"]["relationships"]}
+    assert worker_rels == {
+        "cloudify.relationships.contained_in": "worker_host",
+        "k8s.relationships.joins": "control_plane",
+        "k8s.relationships.in_cluster": "cluster",
+    }
+    assert plan["groups"]["workers"]["members"] == ["worker_host"]
+    # the suite's own workflows replace Cloudify's install and uninstall
+    assert plan["workflows"]["install"]["operation"] == "k8s_cluster.workflows.lifecycle.install"
+    assert (
+        plan["workflows"]["uninstall"]["operation"] == "k8s_cluster.workflows.lifecycle.uninstall"
+    )
+    # every operation points at a function that exists in the plugin
+    import k8s_cluster.operations as operations
+
+    for node in plan["nodes"]:
+        for op in node["operations"].values():
+            if op["operation"]:
+                module, _, function = op["operation"].rpartition(".")
+                assert module == "k8s_cluster.operations", op["operation"]
+                assert callable(getattr(operations, function)), op["operation"]
+
+
+def test_every_input_has_a_type_or_default_and_a_description():
+    plan = parse_from_path(str(ROOT / "blueprints" / "k8s-cluster.yaml"))
+    for name, spec in plan["inputs"].items():
+        assert spec.get("description"), name
+        assert "default" in spec, name
+
+
+def test_input_defaults_match_the_validation_defaults():
+    from k8s_cluster.inputs import DEFAULTS
+
+    plan = parse_from_path(str(ROOT / "blueprints" / "k8s-cluster.yaml"))
+    blueprint_defaults = {name: spec["default"] for name, spec in plan["inputs"].items()}
+    for name, default in blueprint_defaults.items():
+        if name in ("local_settings",):
+            continue  # {} in the blueprint: each key has its own default in inputs.DEFAULTS
+        assert DEFAULTS[name] == default, name
+
+
+@pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck is not installed")
+def test_scripts_pass_shellcheck():
+    scripts = sorted(str(p) for p in (ROOT / "scripts").glob("*.sh"))
+    scripts += [str(p) for p in (ROOT / ".ci").glob("*") if p.is_file()]
+    result = subprocess.run(["shellcheck", "-S", "style", *scripts], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_scripts_start_strict():
+    for script in (ROOT / "scripts").glob("*.sh"):
+        lines = script.read_text().splitlines()
+        assert lines[0] == "#!/usr/bin/env bash", script
+        assert "set -euo pipefail" in lines, script
+
+
+def test_wagon_builds_with_the_plugin_and_its_resources(tmp_path):
+    wagon = Path(sys.executable).with_name("wagon")
+    result = subprocess.run(
+        [str(wagon), "create", str(ROOT), "-o", str(tmp_path), "-f", "--max-retries", "1"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    built = list(tmp_path.glob("*.wgn"))
+    assert [p.name.split("-py")[0] for p in built] == ["cloudify_k8s_cluster_plugin-0.1.0"]
+    with zipfile.ZipFile(built[0]) as archive:
+        metadata = json.loads(archive.read("cloudify-k8s-cluster-plugin/package.json"))
+        wheel_name = next(n for n in archive.namelist() if "/cloudify_k8s_cluster_plugin-" in n)
+        plugin_wheel = zipfile.ZipFile(io.BytesIO(archive.read(wheel_name)))
+    assert metadata["package_name"] == "cloudify-k8s-cluster-plugin"
+    assert metadata["package_version"] == "0.1.0"
+    files = set(plugin_wheel.namelist())
+    for resource in (
+        "k8s_cluster/scripts/prepare-node.sh",
+        "k8s_cluster/templates/kubeadm-init.yaml.j2",
+    ):
+        assert resource in files

@@ -1,0 +1,96 @@
+"""install -> converge -> refuse a blind re-install -> uninstall -> reinstall, through cfy."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from .conftest import host_traces, kubectl
+
+BLUEPRINT = "blueprints/k8s-cluster.yaml"
+DEPLOYMENT = "k8s"
+
+
+@pytest.fixture(scope="module")
+def cluster(cfy, inputs_file):
+    """One cluster of 1 control plane + 2 workers for the tests of this module."""
+    result = cfy("install", BLUEPRINT, "-b", DEPLOYMENT, "-i", str(inputs_file))
+    print(f"\ninstall of 1 control plane + 2 workers: {result.seconds:.1f} s wall time")
+    yield cfy.outputs(DEPLOYMENT)
+    cfy("uninstall", "-b", DEPLOYMENT, check=False)
+
+
+def node_table(kubeconfig: str) -> dict[str, dict]:
+    nodes = json.loads(kubectl(kubeconfig, "get", "nodes", "-o", "json"))["items"]
+    table = {}
+    for item in nodes:
+        ready = next(c["status"] for c in item["status"]["conditions"] if c["type"] == "Ready")
+        roles = sorted(
+            k.split("/", 1)[1] for k in item["metadata"]["labels"] if k.startswith("node-role")
+        )
+        table[item["metadata"]["name"]] = {"ready": ready, "roles": roles}
+    return table
+
+
+def test_install_gives_ready_nodes_with_roles_and_correct_outputs(cluster, cfy):
+    kubeconfig = cluster["kubeconfig_path"]
+    assert Path(kubeconfig).stat().st_mode & 0o777 == 0o600
+    table = node_table(kubeconfig)
+    control_plane = cluster["control_plane_node"]
+    workers = cluster["worker_nodes"]
+    assert len(workers) == 2
+    assert table == {
+        control_plane["name"]: {"ready": "True", "roles": ["control-plane"]},
+        workers[0]["name"]: {"ready": "True", "roles": ["worker"]},
+        workers[1]["name"]: {"ready": "True", "roles": ["worker"]},
+    }
+    assert cluster["api_endpoint"] == f"https://{control_plane['address']}:6443"
+    # kubectl on this machine reaches the API through the endpoint in the outputs
+    assert "v1.36.2-sim" in kubectl(kubeconfig, "version", "-o", "json")
+
+
+def test_every_join_token_is_gone_after_install(cluster):
+    secrets = json.loads(
+        kubectl(cluster["kubeconfig_path"], "get", "secrets", "-n", "kube-system", "-o", "json")
+    )["items"]
+    tokens = [
+        s["metadata"]["name"] for s in secrets if s["type"] == "bootstrap.kubernetes.io/token"
+    ]
+    assert tokens == []
+
+
+def test_no_secret_reaches_cfys_events(cluster, cfy):
+    transcript = "\n".join(cfy.transcript)
+    kubeconfig = Path(cluster["kubeconfig_path"]).read_text()
+    client_key = re.search(r"client-key-data: (\S+)", kubeconfig).group(1)
+    assert client_key not in transcript
+    assert not re.search(r"\b[a-z0-9]{6}\.[a-z0-9]{16}\b", transcript), "a bootstrap token leaked"
+    assert "PRIVATE KEY" not in transcript
+    events = cfy("events", "list", "--tail", "-b", DEPLOYMENT, check=False)
+    assert client_key not in events.stdout
+
+
+def test_install_workflow_again_converges_without_change(cluster, cfy):
+    before = node_table(cluster["kubeconfig_path"])
+    cfy("executions", "start", "install", "-b", DEPLOYMENT)
+    assert cfy.outputs(DEPLOYMENT) == cluster
+    assert node_table(cluster["kubeconfig_path"]) == before
+
+
+def test_blind_reinstall_refuses_instead_of_orphaning_hosts(cluster, cfy, inputs_file):
+    before = host_traces(cfy.state_dir, DEPLOYMENT)["containers"]
+    result = cfy("install", BLUEPRINT, "-b", DEPLOYMENT, "-i", str(inputs_file), check=False)
+    assert result.returncode != 0
+    assert "already has hosts" in result.stdout + result.stderr
+    assert host_traces(cfy.state_dir, DEPLOYMENT)["containers"] == before
+    # cfy dropped the old deployment's state, so the user uninstalls what the message names:
+    cfy("uninstall", "-b", DEPLOYMENT)
+    assert host_traces(cfy.state_dir, DEPLOYMENT) == {
+        "containers": [],
+        "links": [],
+        "nat_rules": [],
+        "state": [],
+    }
