@@ -391,7 +391,7 @@ def _check_key_content(text: str, path: Path, expected: str) -> None:
     if _is_encrypted(text):
         raise _Bad(
             "is protected by a passphrase, which unattended SSH cannot type",
-            f"an unencrypted key: ssh-keygen -p -N '' -f {shlex.quote(str(path))}",
+            f"an unencrypted private key: ssh-keygen -p -N '' -f {shlex.quote(str(path))}",
         )
 
 
@@ -581,22 +581,25 @@ def _name_from_address(address: str) -> str:
 
 
 def _check_unique(problems: _Problems, machines: Sequence[dict[str, Any]]) -> None:
+    """Each address and each name once; a repeated address is not reported again by name."""
+    repeated: set[int] = set()
     for field in ("address", "name"):
         seen: dict[str, int] = {}
         for index, fields in enumerate(machines):
             value = fields[field]
-            if value is None:
+            if value is None or index in repeated:
                 continue
-            if value in seen:
-                problems.add(
-                    f"existing_machines[{index}].{field}",
-                    value,
-                    f"is also used by existing_machines[{seen[value]}]",
-                    f"a different {field} for every machine"
-                    + (" (set name: on one of them)" if field == "name" else ""),
-                )
-            else:
+            if value not in seen:
                 seen[value] = index
+                continue
+            repeated.add(index)
+            problems.add(
+                f"existing_machines[{index}].{field}",
+                value,
+                f"is also used by existing_machines[{seen[value]}]",
+                f"a different {field} for every machine"
+                + (" (set name: on one of them)" if field == "name" else ""),
+            )
 
 
 def _check_roles(
