@@ -91,7 +91,7 @@ def test_scripts_start_strict():
 def test_wagon_builds_with_the_plugin_and_its_resources(tmp_path):
     wagon = Path(sys.executable).with_name("wagon")
     result = subprocess.run(
-        [str(wagon), "create", str(ROOT), "-o", str(tmp_path), "-f", "--max-retries", "1"],
+        [str(wagon), "create", str(ROOT), "-o", str(tmp_path), "-f"],
         capture_output=True,
         text=True,
     )

@@ -1,8 +1,0 @@
-"""Unit tests import the package from this checkout, ahead of any installed copy."""
-
-import sys
-from pathlib import Path
-
-ROOT = str(Path(__file__).resolve().parents[2])
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
