@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 
 class LocalHostError(RuntimeError):
@@ -102,7 +103,7 @@ class FileLock:
         except FileNotFoundError:
             pass
 
-    def __enter__(self) -> FileLock:
+    def __enter__(self) -> Self:
         self.acquire()
         return self
 
