@@ -72,6 +72,7 @@ lxc.apparmor.profile = unconfined
 lxc.apparmor.allow_nesting = 1
 lxc.cap.drop =
 lxc.cgroup.devices.allow = a
+lxc.cgroup2.devices.allow = a
 lxc.mount.entry = /dev/kmsg dev/kmsg none bind,create=file 0 0
 # containerd's overlay snapshotter cannot work on the overlay root: give it a plain directory.
 lxc.mount.entry = {containerd} var/lib/containerd none bind,create=dir 0 0
@@ -532,11 +533,11 @@ class LocalProvider:
 
     def freeze(self, name: str) -> None:
         """Simulate a hung machine: freeze every process in it (TCP peers see silence)."""
-        validate_host_name(name)
-        if self.state(name) != "RUNNING":
-            raise LocalHostError(
-                f"host {name} is {self.state(name)}, not RUNNING: cannot freeze it"
-            )
+        state = self.state(name)
+        if state == "FROZEN":
+            return
+        if state != "RUNNING":
+            raise LocalHostError(f"host {name} is {state}, not RUNNING: cannot freeze it")
         self._lxc("lxc-freeze", name)
 
     def _kill(self, name: str) -> None:

@@ -147,7 +147,7 @@ def rules(net: Network, table: str) -> list[str]:
 def _kernel_setup() -> None:
     """What a hypervisor host provides: forwarding, and the modules Kubernetes nodes need."""
     Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n", encoding="ascii")
-    for module in ("overlay", "br_netfilter"):
+    for module in ("overlay", "br_netfilter", "nf_conntrack"):
         if Path(f"/sys/module/{module}").exists():
             continue
         try:
