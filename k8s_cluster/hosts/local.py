@@ -255,6 +255,11 @@ class LocalProvider:
         if name in hosts:
             return hosts[name]["address"]
         used = {host["address"] for host in hosts.values()}
+        if self._defined(name):  # its record was lost: keep the address the container has
+            previous = self._config(name).get("lxc.net.0.ipv4.address", "").split("/")[0]
+            if previous and previous not in used:
+                hosts[name] = {"address": previous, "host_key": ""}
+                return previous
         index = 0
         while str(self.network.host_address(index)) in used:
             index += 1
@@ -286,6 +291,12 @@ class LocalProvider:
             return self._ensure_key()
 
     # --- queries --------------------------------------------------------------------------------
+
+    def _config(self, name: str) -> dict[str, str]:
+        """The container's LXC config as key -> value (the last value of repeated keys)."""
+        text = (self._container_dir(name) / "config").read_text(encoding="utf-8")
+        pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
+        return {key.strip(): value.strip() for key, value in pairs if not key.startswith("#")}
 
     def _defined(self, name: str) -> bool:
         return (self._container_dir(name) / "config").exists()
@@ -359,20 +370,21 @@ class LocalProvider:
 
     def _converge(self, name: str, address: str, lower: Path, public_key: str) -> None:
         """Bring the container to RUNNING with sshd answering, whatever state it was left in."""
-        config = self._container_dir(name) / "config"
         if self._defined(name):
-            current = config.read_text(encoding="utf-8")
-            state = self.state(name)
-            stale = f"lxc.net.0.ipv4.address = {address}/" not in current or (
-                f"overlay:{lower}:" not in current
-            )
-            if stale and state == "STOPPED":  # other address or rootfs: define it anew
-                remove_tree(self._container_dir(name))
-            elif stale and f"lxc.net.0.ipv4.address = {address}/" not in current:
+            config = self._config(name)
+            if config.get("lxc.net.0.ipv4.address", "").split("/")[0] != address:
                 raise LocalHostError(
-                    f"host {name} (container {self.container_name(name)}) is {state} with an "
-                    f"address other than its record {address}; destroy it first"
+                    f"host {name} (container {self.container_name(name)}) has an address other "
+                    f"than its record {address}; destroy it first"
                 )
+            base = config.get("lxc.rootfs.path", "").split(":")
+            if len(base) != 3 or not Path(base[1]).is_dir():
+                if self.state(name) != "STOPPED":
+                    raise LocalHostError(
+                        f"host {name} (container {self.container_name(name)}) runs on a base "
+                        f"rootfs that no longer exists ({base}); destroy it first"
+                    )
+                remove_tree(self._container_dir(name))  # it cannot boot any more: define anew
         if not self._defined(name):
             self._define(name, address, lower, public_key)
         state = self.state(name)
