@@ -323,8 +323,9 @@ class LocalProvider:
 
     # --- create ---------------------------------------------------------------------------------
 
-    def create_host(self, name: str) -> Host:
-        """Create and start host `name`, or return it if it exists (starting it if stopped)."""
+    def create_host(self, name: str, role: str = "worker") -> Host:
+        """Create and start host `name`, or return it if it exists (starting it if stopped).
+        Every local host is alike, whatever its `role`."""
         validate_host_name(name)
         self._check_machine()
         lower = ensure_base_rootfs(self._cache_dir, self.distribution, self.mirror)
