@@ -90,7 +90,7 @@ def prepare(remote: Remote, spec: ClusterSpec) -> str:
         "/etc/containerd/config.toml": render(
             "containerd-config.toml.j2", sandbox_image=SANDBOX_IMAGE
         ),
-        "/etc/apt/sources.list.d/kubernetes.list": render(
+        f"{SUITE_DIR}/kubernetes.list": render(
             "kubernetes-apt.list.j2", uri=repository, keyring=keyring
         ),
         f"{SUITE_DIR}/prepare-node.sh": script("prepare-node.sh"),

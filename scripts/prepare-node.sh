@@ -4,7 +4,8 @@
 #
 # The suite uploads the rendered configuration files first:
 #   /etc/modules-load.d/kubernetes.conf, /etc/sysctl.d/99-kubernetes.conf,
-#   /etc/containerd/config.toml, /etc/apt/sources.list.d/kubernetes.list
+#   /etc/containerd/config.toml, /var/lib/k8s-cluster/kubernetes.list (the apt source, put in
+#   place once the repository's key is fetched)
 # Environment:
 #   K8S_REPOSITORY       repository URL (http/https) or file: URI of a copy on this host
 #   K8S_VERSION_PATTERN  shell glob of the package version, e.g. "1.36.*" or "1.36.2-*"
@@ -35,12 +36,22 @@ disable_swap() {
   sed -i -E '/^[^#].*[[:space:]]swap[[:space:]]/ s/^/#/' /etc/fstab
 }
 
+# A module built into the kernel, or loaded by the hypervisor of a container, cannot be
+# modprobed: accept it when what it provides is there.
+module_present() {
+  case "$1" in
+    br_netfilter) [[ -d /proc/sys/net/bridge ]] ;;
+    overlay) grep -qw overlay /proc/filesystems ;;
+    *) [[ -d "/sys/module/$1" ]] ;;
+  esac
+}
+
 load_modules() {
   phase "kernel modules"
   local module
   while read -r module; do
     [[ -z "$module" || "$module" == \#* ]] && continue
-    modprobe "$module" 2>/dev/null || [[ -d "/sys/module/$module" ]] ||
+    modprobe "$module" 2>/dev/null || module_present "$module" ||
       fail "kernel module $module is not loaded and cannot be loaded on $(hostname)"
   done </etc/modules-load.d/kubernetes.conf
 }
@@ -86,6 +97,7 @@ fetch_repository_key() {
   fi
   chmod 0644 "$KEYRING.new"
   mv "$KEYRING.new" "$KEYRING"
+  install -m 0644 /var/lib/k8s-cluster/kubernetes.list /etc/apt/sources.list.d/kubernetes.list
   apt_get -o APT::Update::Error-Mode=any update 2>&1 ||
     fail "package repository $K8S_REPOSITORY could not be read by apt on $(hostname)"
 }
