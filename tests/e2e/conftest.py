@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from k8s_cluster.hosts import lxc_network
+
 ROOT = Path(__file__).resolve().parents[2]
 CFY = str(Path(sys.executable).with_name("cfy"))
 SUBNET = "10.79.0.0/24"  # the test hosts' bridge network
@@ -130,17 +132,19 @@ def kubectl(kubeconfig: str, *args: str) -> str:
     return result.stdout
 
 
-def host_traces(state_dir: Path, deployment: str) -> dict[str, list[str]]:
+def host_traces(state_dir: Path, deployment: str, hosts: list[str] = ()) -> dict[str, list[str]]:
     """Everything a deployment's local hosts leave on this machine."""
     lxc_dir = state_dir / deployment / "lxc"
-    containers = sorted(p.name for p in lxc_dir.iterdir()) if lxc_dir.is_dir() else []
+    bridge = lxc_network.bridge_name(deployment)
+    names = {bridge, *(lxc_network.veth_name(deployment, host) for host in hosts)}
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    nat = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True).stdout
+    nat = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    deployment_dir = state_dir / deployment
     return {
-        "containers": containers,
-        "links": [line for line in links.splitlines() if "k8s" in line or "veth" in line],
-        "nat_rules": [line for line in nat.splitlines() if SUBNET in line],
-        "state": sorted(str(p) for p in (state_dir / deployment).glob("*"))
-        if (state_dir / deployment).exists()
+        "containers": sorted(p.name for p in lxc_dir.iterdir()) if lxc_dir.is_dir() else [],
+        "links": [line for line in links.splitlines() if any(n in line for n in names)],
+        "nat_rules": [line for line in nat.splitlines() if bridge in line or SUBNET in line],
+        "state": sorted(str(p) for p in deployment_dir.iterdir())
+        if deployment_dir.exists()
         else [],
     }

@@ -88,7 +88,8 @@ def test_blind_reinstall_refuses_instead_of_orphaning_hosts(cluster, cfy, inputs
     assert host_traces(cfy.state_dir, DEPLOYMENT)["containers"] == before
     # cfy dropped the old deployment's state, so the user uninstalls what the message names:
     cfy("uninstall", "-b", DEPLOYMENT)
-    assert host_traces(cfy.state_dir, DEPLOYMENT) == {
+    hosts = [cluster["control_plane_node"]["name"]] + [w["name"] for w in cluster["worker_nodes"]]
+    assert host_traces(cfy.state_dir, DEPLOYMENT, hosts) == {
         "containers": [],
         "links": [],
         "nat_rules": [],

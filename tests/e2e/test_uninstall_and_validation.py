@@ -15,8 +15,9 @@ def test_uninstall_leaves_nothing_and_reinstall_works(cfy, inputs_file):
         cfy("install", BLUEPRINT, "-b", "k8s-again", "-i", str(inputs_file), "-i", "worker_count=1")
         outputs = cfy.outputs("k8s-again")
         assert len(kubectl(outputs["kubeconfig_path"], "get", "nodes", "-o", "name").split()) == 2
+        hosts = [outputs["control_plane_node"]["name"], outputs["worker_nodes"][0]["name"]]
         cfy("uninstall", "-b", "k8s-again")
-        assert host_traces(cfy.state_dir, "k8s-again") == NOTHING
+        assert host_traces(cfy.state_dir, "k8s-again", hosts) == NOTHING
 
 
 def test_bad_inputs_fail_validation_with_nothing_created(cfy, inputs_file, tmp_path):
