@@ -33,7 +33,11 @@ UNINSTALL_DRAIN_TIMEOUT = 60
 def _related(ctx, type_name: str, *, relationship: bool = False):
     """The target of this instance's relationship whose (node or relationship) type is given."""
     for rel in ctx.instance.relationships:
-        hierarchy = rel.type_hierarchy if relationship else rel.target.node.type_hierarchy
+        if relationship:
+            # an operation's relationship context may not carry the type hierarchy
+            hierarchy = rel.type_hierarchy or [rel.type]
+        else:
+            hierarchy = rel.target.node.type_hierarchy
         if type_name in hierarchy:
             return rel.target
     raise NonRecoverableError(f"{ctx.node.name} has no relationship to a {type_name}")
@@ -164,14 +168,16 @@ def init_control_plane(ctx, **_):
         kubeconfig = _state_dir(ctx) / "admin.conf"
         write_private_file(kubeconfig, info.admin_kubeconfig)
         node.apply_cni(remote, spec.cni_manifest, spec.cni_manifest_is_local)
-    props = ctx.instance.runtime_properties
-    props.update(
-        api_endpoint=f"https://{info.api_endpoint}",
-        join_endpoint=info.api_endpoint,
-        ca_cert_hash=info.ca_cert_hash,
-        kubeconfig_path=str(kubeconfig),
-        host=host.to_dict(),
-        node_name=host.name,
+    # a dict, not keywords: Cloudify's runtime-properties update() fails on keywords alone
+    ctx.instance.runtime_properties.update(
+        {
+            "api_endpoint": f"https://{info.api_endpoint}",
+            "join_endpoint": info.api_endpoint,
+            "ca_cert_hash": info.ca_cert_hash,
+            "kubeconfig_path": str(kubeconfig),
+            "host": host.to_dict(),
+            "node_name": host.name,
+        }
     )
     ctx.logger.info(f"Control plane {host.name} initialised; API at https://{info.api_endpoint}")
 
@@ -184,7 +190,7 @@ def join_worker(ctx, **_):
     with _remote(host) as worker, _remote(Host.from_dict(cp["host"])) as control_plane:
         joined = node.join(worker, control_plane, info, host.name, host.address)
     ctx.instance.runtime_properties.update(
-        node_name=host.name, kubeconfig_path=cp["kubeconfig_path"]
+        {"node_name": host.name, "kubeconfig_path": cp["kubeconfig_path"]}
     )
     ctx.logger.info(f"Worker {host.name} {'joined' if joined else 'was already joined'}")
 
