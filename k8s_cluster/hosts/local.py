@@ -18,6 +18,7 @@ Needs root, Debian's `lxc` and `debootstrap`.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -159,13 +160,16 @@ class LocalProvider:
             raise LocalHostError(f"invalid ssh_user {ssh_user!r}")
         self.deployment_id = deployment_id
         self.state_dir = Path(state_dir).expanduser().absolute()
-        self.network = Network(deployment_id, parse_subnet(subnet))
+        # Names on this machine (bridge, veths, containers) derive from the state folder, not the
+        # deployment id alone: two state folders may hold deployments of the same id.
+        self.identity = str(self.state_dir)
+        self.network = Network(self.identity, parse_subnet(subnet))
         self.distribution = distribution
         self.mirror = mirror
         self.ssh_user = ssh_user
         self.cache_dir = Path(cache_dir).expanduser().absolute() if cache_dir else None
         self.boot_timeout = boot_timeout
-        self._prefix = f"k8s{short_hash(deployment_id)}-"
+        self._prefix = f"k8s{short_hash(self.identity)}-"
         for path in (self.state_dir, self._cache_dir):
             if re.search(r"[\s:,]", str(path)):
                 raise LocalHostError(
@@ -392,7 +396,7 @@ class LocalProvider:
         if state == "FROZEN":
             self._lxc("lxc-unfreeze", name)
         elif state == "STOPPED":
-            delete_link(veth_name(self.deployment_id, name))  # left over by a crash, if any
+            delete_link(veth_name(self.identity, name))  # left over by a crash, if any
             try:
                 self._lxc("lxc-start", name, "-d", timeout=120)
             except CommandError as exc:
@@ -434,7 +438,7 @@ class LocalProvider:
         if self.ssh_user == "root":
             self._write_upper(upper, lower, "root/.ssh/authorized_keys", public_key + "\n", 0o600)
         mac = "02:" + ":".join(
-            short_hash(self.deployment_id, name, length=10)[i : i + 2] for i in range(0, 10, 2)
+            short_hash(self.identity, name, length=10)[i : i + 2] for i in range(0, 10, 2)
         )
         text = CONFIG_TEMPLATE.format(
             name=name,
@@ -443,7 +447,7 @@ class LocalProvider:
             upper=upper,
             containerd=containerd,
             bridge=self.network.bridge,
-            veth=veth_name(self.deployment_id, name),
+            veth=veth_name(self.identity, name),
             mac=mac,
             address=address,
             prefixlen=self.network.subnet.prefixlen,
@@ -499,7 +503,8 @@ class LocalProvider:
             if now > deadline:
                 raise LocalHostError(
                     f"host {name} (container {self.container_name(name)}, {address}) did not "
-                    f"answer SSH within {self.boot_timeout:g} s: {last_error}\n{self._log_tail(name)}"
+                    f"answer SSH within {self.boot_timeout:g} s: {last_error}\n"
+                    + self._log_tail(name)
                 )
             if now > next_check:
                 state = self.state(name)
@@ -540,7 +545,7 @@ class LocalProvider:
         validate_host_name(name)
         if not self._defined(name):
             raise LocalHostError(f"host {name} of deployment {self.deployment_id!r} does not exist")
-        veth = veth_name(self.deployment_id, name)
+        veth = veth_name(self.identity, name)
         run(["ip", "link", "set", "dev", veth, "down"], f"cut host {name}'s network", check=False)
         self._kill(name)
 
@@ -570,7 +575,7 @@ class LocalProvider:
             if self._defined(name):
                 self._kill(name)
             remove_tree(self._container_dir(name))
-            delete_link(veth_name(self.deployment_id, name))
+            delete_link(veth_name(self.identity, name))
             with self._deployment_lock():
                 state = self._load()
                 if state["hosts"].pop(name, None) is not None:
@@ -588,8 +593,7 @@ class LocalProvider:
             for path in (self._state_file, self.known_hosts_file, self.key_file, public):
                 path.unlink(missing_ok=True)
             for directory in (self.key_file.parent, self.lxc_path, self.state_dir / "locks"):
-                try:
+                # absent, or holds something not ours (or a lock being taken now)
+                with contextlib.suppress(OSError):
                     directory.rmdir()
-                except (FileNotFoundError, OSError):
-                    pass  # absent, or holds something not ours (or a lock being taken now)
             lock.remove()

@@ -9,6 +9,7 @@ carries the comment `k8s-cluster <bridge>`, which is how teardown finds them aga
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import json
@@ -27,12 +28,12 @@ def short_hash(*parts: str, length: int = 8) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:length]
 
 
-def bridge_name(deployment_id: str) -> str:
-    return f"k8sbr{short_hash(deployment_id, length=10)}"  # 15 characters
+def bridge_name(identity: str) -> str:
+    return f"k8sbr{short_hash(identity, length=10)}"  # 15 characters
 
 
-def veth_name(deployment_id: str, host: str) -> str:
-    return f"k8sv{short_hash(deployment_id, host, length=11)}"  # 15 characters
+def veth_name(identity: str, host: str) -> str:
+    return f"k8sv{short_hash(identity, host, length=11)}"  # 15 characters
 
 
 def global_lock() -> FileLock:
@@ -43,12 +44,12 @@ def global_lock() -> FileLock:
 
 @dataclass(frozen=True)
 class Network:
-    deployment_id: str
+    identity: str  # the deployment's state folder: unique on this machine, unlike its id
     subnet: ipaddress.IPv4Network
 
     @property
     def bridge(self) -> str:
-        return bridge_name(self.deployment_id)
+        return bridge_name(self.identity)
 
     @property
     def gateway(self) -> ipaddress.IPv4Address:
@@ -116,7 +117,7 @@ def check_subnet_free(net: Network) -> None:
         other = ipaddress.ip_network(prefix, strict=False)
         if other.prefixlen > 0 and other.overlaps(net.subnet):
             raise LocalHostError(
-                f"subnet {net.subnet} for deployment {net.deployment_id!r} overlaps {other} "
+                f"subnet {net.subnet} for the deployment in {net.identity} overlaps {other} "
                 f"on {_owner(dev, aliases)}: choose another subnet for the local hosts"
             )
 
@@ -150,10 +151,9 @@ def _kernel_setup() -> None:
     for module in ("overlay", "br_netfilter", "nf_conntrack"):
         if Path(f"/sys/module/{module}").exists():
             continue
-        try:
+        # no modprobe here: built into the kernel or unavailable
+        with contextlib.suppress(LocalHostError):
             run(["modprobe", module], f"modprobe {module}", check=False)
-        except LocalHostError:  # no modprobe here: built into the kernel or unavailable
-            pass
 
 
 def ensure_network(net: Network) -> None:
@@ -164,7 +164,7 @@ def ensure_network(net: Network) -> None:
         if not link_exists(net.bridge):
             run(["ip", "link", "add", "name", net.bridge, "type", "bridge"], "create bridge")
         run(
-            ["ip", "link", "set", "dev", net.bridge, "alias", ALIAS_PREFIX + net.deployment_id],
+            ["ip", "link", "set", "dev", net.bridge, "alias", ALIAS_PREFIX + net.identity],
             f"label bridge {net.bridge}",
         )
         addresses = {

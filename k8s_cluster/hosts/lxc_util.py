@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shlex
@@ -24,7 +25,8 @@ class CommandError(LocalHostError):
         self.returncode = returncode
         self.output = output
         super().__init__(
-            f"{what}: `{shlex.join(self.argv)}` exited {returncode}: {tail(output) or '(no output)'}"
+            f"{what}: `{shlex.join(self.argv)}` exited {returncode}: "
+            + (tail(output) or "(no output)")
         )
 
 
@@ -98,10 +100,8 @@ class FileLock:
 
     def remove(self) -> None:
         """Delete the lock file (call while holding the lock, just before release)."""
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-        except FileNotFoundError:
-            pass
 
     def __enter__(self) -> Self:
         self.acquire()
@@ -127,10 +127,8 @@ def write_file(path: Path, text: str, mode: int = 0o644) -> None:
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        except FileNotFoundError:
-            pass
         raise
 
 

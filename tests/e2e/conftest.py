@@ -95,7 +95,7 @@ class Cfy:
         return result
 
     def outputs(self, blueprint: str) -> dict:
-        result = self("deployments", "outputs", "-b", blueprint, "--json")
+        result = self("deployments", "outputs", "-b", blueprint)  # JSON in local mode
         return json.loads(result.stdout)
 
 
@@ -135,8 +135,9 @@ def kubectl(kubeconfig: str, *args: str) -> str:
 def host_traces(state_dir: Path, deployment: str, hosts: list[str] = ()) -> dict[str, list[str]]:
     """Everything a deployment's local hosts leave on this machine."""
     lxc_dir = state_dir / deployment / "lxc"
-    bridge = lxc_network.bridge_name(deployment)
-    names = {bridge, *(lxc_network.veth_name(deployment, host) for host in hosts)}
+    identity = str(state_dir / deployment)  # what the local provider names things after
+    bridge = lxc_network.bridge_name(identity)
+    names = {bridge, *(lxc_network.veth_name(identity, host) for host in hosts)}
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     nat = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
     deployment_dir = state_dir / deployment

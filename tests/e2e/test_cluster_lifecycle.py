@@ -17,10 +17,12 @@ DEPLOYMENT = "k8s"
 @pytest.fixture(scope="module")
 def cluster(cfy, inputs_file):
     """One cluster of 1 control plane + 2 workers for the tests of this module."""
-    result = cfy("install", BLUEPRINT, "-b", DEPLOYMENT, "-i", str(inputs_file))
-    print(f"\ninstall of 1 control plane + 2 workers: {result.seconds:.1f} s wall time")
-    yield cfy.outputs(DEPLOYMENT)
-    cfy("uninstall", "-b", DEPLOYMENT, check=False)
+    try:
+        result = cfy("install", BLUEPRINT, "-b", DEPLOYMENT, "-i", str(inputs_file))
+        print(f"\ninstall of 1 control plane + 2 workers: {result.seconds:.1f} s wall time")
+        yield cfy.outputs(DEPLOYMENT)
+    finally:
+        cfy("uninstall", "-b", DEPLOYMENT, check=False)
 
 
 def node_table(kubeconfig: str) -> dict[str, dict]:

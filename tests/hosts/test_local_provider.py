@@ -204,7 +204,7 @@ class TestLocalHosts:
         with pytest.raises(LocalHostError, match=provider.network.bridge) as info:
             other.create_host("x")
         assert "10.79.0.128/25" in str(info.value)
-        assert provider.deployment_id in str(info.value)
+        assert provider.identity in str(info.value)  # names the deployment by its state folder
         assert not any((tmp_path / "other").iterdir()), "a refused create left files behind"
 
     def test_power_off_makes_ssh_time_out(
@@ -253,7 +253,7 @@ class TestLocalHosts:
         ).stdout
         assert provider.network.bridge not in links
         for name in NAMES:
-            assert veth_name(provider.deployment_id, name) not in links
+            assert veth_name(provider.identity, name) not in links
         ruleset = subprocess.run(
             ["iptables-save"], check=False, capture_output=True, text=True
         ).stdout
