@@ -12,7 +12,16 @@ NOTHING = {"containers": [], "links": [], "nat_rules": [], "state": []}
 
 def test_uninstall_leaves_nothing_and_reinstall_works(cfy, inputs_file):
     for _ in range(2):  # the second install proves the first uninstall left a clean machine
-        cfy("install", BLUEPRINT, "-b", "k8s-again", "-i", str(inputs_file), "-i", "worker_count=1")
+        cfy(
+            "install",
+            BLUEPRINT,
+            "-b",
+            "k8s-again",
+            "-i",
+            str(inputs_file),
+            "-i",
+            '{"worker_count": 1}',
+        )
         outputs = cfy.outputs("k8s-again")
         assert len(kubectl(outputs["kubeconfig_path"], "get", "nodes", "-o", "name").split()) == 2
         hosts = [outputs["control_plane_node"]["name"], outputs["worker_nodes"][0]["name"]]
