@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from . import GIT_VERSION, MAJOR, MINOR, openapi, tables, timeutil
+from . import GIT_VERSION, MAJOR, MINOR, openapi, protobuf, tables, timeutil
 from .auth import Attributes, User, authorize
 from .errors import (
     ApiError,
@@ -69,8 +69,12 @@ class Request:
         return cls(method, path, query, {k.lower(): v for k, v in headers.items()}, body, user)
 
     def json(self) -> Any:
+        """The body as JSON data; protobuf bodies (kubectl's typed clients) are decoded."""
         if not self.body:
             return None
+        ctype = self.headers.get("content-type", "").split(";")[0].strip()
+        if ctype == protobuf.CONTENT_TYPE:
+            return protobuf.decode(self.body)
         try:
             return json.loads(self.body)
         except (ValueError, UnicodeDecodeError) as exc:
