@@ -580,6 +580,16 @@ class Api:
                 new["metadata"]["deletionTimestamp"] = timeutil.rfc3339(time.time() + grace)
                 new["metadata"]["deletionGracePeriodSeconds"] = grace
                 return self.store.put(rt.key, new)
+        if rt.key == "/namespaces":
+            # like the real server: Terminating now, emptied and removed by the namespace
+            # controller (Controllers.namespaces)
+            if deleting(obj):
+                return obj
+            new = copy.deepcopy(obj)
+            new["metadata"]["deletionTimestamp"] = timeutil.rfc3339()
+            new["metadata"]["deletionGracePeriodSeconds"] = 0
+            new["status"] = {"phase": "Terminating"}
+            return self.store.put(rt.key, new)
         if meta.get("finalizers"):
             if deleting(obj):
                 return obj
@@ -587,8 +597,6 @@ class Api:
             new["metadata"]["deletionTimestamp"] = timeutil.rfc3339()
             new["metadata"]["deletionGracePeriodSeconds"] = 0
             return self.store.put(rt.key, new)
-        if rt.key == "/namespaces":
-            self._purge_namespace(meta["name"])
         if policy == "Foreground":
             self._delete_dependents(meta.get("uid", ""))
         return self.store.remove(rt.key, obj)
@@ -632,11 +640,22 @@ class Api:
             if current is not None:
                 self.delete_object(rt, current, {"propagationPolicy": "Foreground"})
 
-    def _purge_namespace(self, ns: str) -> None:
+    def finalize_namespace(self, namespace: dict[str, Any]) -> bool:
+        """Delete everything in a Terminating namespace (pods gracefully, like the namespace
+        controller) and remove the namespace once it is empty. Caller holds the lock."""
+        ns = namespace["metadata"]["name"]
+        remaining = 0
         for key, bucket in list(self.store.objects.items()):
             for (obj_ns, _), obj in list(bucket.items()):
-                if obj_ns == ns and ns:
-                    self.store.remove(key, obj)
+                if obj_ns != ns or not ns:
+                    continue
+                remaining += 1
+                if not deleting(obj):
+                    self.delete_object(by_key(key), obj, {"propagationPolicy": "Background"})
+        if remaining == 0:
+            self.store.remove("/namespaces", namespace)
+            return True
+        return False
 
     # --- pods: eviction and binding -----------------------------------------------------
 

@@ -140,6 +140,11 @@ class Controllers:
         with self.store.lock:
             for ns in self.store.list("/namespaces"):
                 if deleting(ns):
+                    # the real namespace controller is not instantaneous either: give
+                    # `kubectl delete -f` time to delete the namespace's objects itself
+                    since = timeutil.parse_time(ns["metadata"]["deletionTimestamp"]) or 0.0
+                    if timeutil.now() - since >= 2:
+                        self.api.finalize_namespace(ns)
                     continue
                 name = name_of(ns)
                 if self.store.get("/serviceaccounts", name, "default") is None:

@@ -207,6 +207,7 @@ class FakeKubelet:
         self.nodes = list(nodes)
         self.labels = labels or {}
         self.stopped: set[str] = set()
+        self.paused = False  # True: heartbeats go on, pods are left alone
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self.errors: list[str] = []
@@ -275,7 +276,8 @@ class FakeKubelet:
                     for name in self.nodes:
                         if name not in self.stopped:
                             self.heartbeat(name)
-                self.sync_pods()
+                if not self.paused:
+                    self.sync_pods()
             except Exception as exc:  # keep going, but remember what broke
                 self.errors.append(repr(exc))
 
