@@ -25,23 +25,39 @@ log = logging.getLogger("kube_sim.apiserver")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python3 -m kube_sim.apiserver",
-                                description="kube-apiserver stand-in (kube-sim)")
+    p = argparse.ArgumentParser(
+        prog="python3 -m kube_sim.apiserver", description="kube-apiserver stand-in (kube-sim)"
+    )
     p.add_argument("--bind-address", "--bind", dest="bind", default="0.0.0.0")
     p.add_argument("--secure-port", "--port", dest="port", type=int, default=6443)
-    p.add_argument("--advertise-address", default="",
-                   help="address published in /api serverAddressByClientCIDRs")
+    p.add_argument(
+        "--advertise-address",
+        default="",
+        help="address published in /api serverAddressByClientCIDRs",
+    )
     p.add_argument("--tls-cert-file", required=True)
     p.add_argument("--tls-private-key-file", required=True)
-    p.add_argument("--client-ca-file", required=True,
-                   help="CA that signs client certificates (also the cluster root CA)")
-    p.add_argument("--cluster-signing-cert-file", default=None,
-                   help="CA certificate used to sign CSRs (default: --client-ca-file)")
-    p.add_argument("--cluster-signing-key-file", default=None,
-                   help="CA key used to sign CSRs (CSRs stay unsigned without it)")
+    p.add_argument(
+        "--client-ca-file",
+        required=True,
+        help="CA that signs client certificates (also the cluster root CA)",
+    )
+    p.add_argument(
+        "--cluster-signing-cert-file",
+        default=None,
+        help="CA certificate used to sign CSRs (default: --client-ca-file)",
+    )
+    p.add_argument(
+        "--cluster-signing-key-file",
+        default=None,
+        help="CA key used to sign CSRs (CSRs stay unsigned without it)",
+    )
     p.add_argument("--cluster-signing-duration", default="8760h")
-    p.add_argument("--root-ca-file", default=None,
-                   help="CA bundle published as kube-root-ca.crt (default: --client-ca-file)")
+    p.add_argument(
+        "--root-ca-file",
+        default=None,
+        help="CA bundle published as kube-root-ca.crt (default: --client-ca-file)",
+    )
     p.add_argument("--state-dir", default="/var/lib/kube-sim")
     p.add_argument("--node-monitor-grace-period", default="40s")
     p.add_argument("--service-cluster-ip-range", default="10.96.0.0/12")
@@ -67,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("ignoring unsupported arguments: %s", " ".join(args.ignored))
     os.makedirs(args.state_dir, exist_ok=True)
     store = Store(args.state_dir)
-    advertise = args.advertise_address or (args.bind if args.bind not in ("0.0.0.0", "::")
-                                           else "127.0.0.1")
+    advertise = args.advertise_address or (
+        args.bind if args.bind not in ("0.0.0.0", "::") else "127.0.0.1"
+    )
     root_ca_file = args.root_ca_file or args.client_ca_file
     with open(root_ca_file, encoding="utf-8") as fh:
         root_ca = fh.read()
@@ -106,8 +123,13 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("kube-apiserver stand-in %s serving on https://%s:%d (state in %s)", GIT_VERSION,
-             args.bind, args.port, args.state_dir)
+    log.info(
+        "kube-apiserver stand-in %s serving on https://%s:%d (state in %s)",
+        GIT_VERSION,
+        args.bind,
+        args.port,
+        args.state_dir,
+    )
     try:
         server.serve_forever(poll_interval=0.2)
     finally:

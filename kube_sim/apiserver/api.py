@@ -62,8 +62,9 @@ class Request:
     user: User
 
     @classmethod
-    def build(cls, method: str, raw_path: str, headers: dict[str, str], body: bytes,
-              user: User) -> Request:
+    def build(
+        cls, method: str, raw_path: str, headers: dict[str, str], body: bytes, user: User
+    ) -> Request:
         path, _, qs = raw_path.partition("?")
         query = {k: v[0] for k, v in parse_qs(qs, keep_blank_values=True).items()}
         return cls(method, path, query, {k.lower(): v for k, v in headers.items()}, body, user)
@@ -78,8 +79,10 @@ class Request:
         try:
             return json.loads(self.body)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise bad_request(f"the body of the request was in an unknown format - "
-                              f"accepted media types include: application/json: {exc}") from exc
+            raise bad_request(
+                f"the body of the request was in an unknown format - "
+                f"accepted media types include: application/json: {exc}"
+            ) from exc
 
     @property
     def dry_run(self) -> bool:
@@ -107,8 +110,13 @@ class Target:
 
 
 class Api:
-    def __init__(self, store: Store, service_cidr: str, server_address: str = "",
-                 on_change: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        service_cidr: str,
+        server_address: str = "",
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
         self.store = store
         self.admission = Admission(store, service_cidr)
         self.discovery = Discovery(server_address)
@@ -130,26 +138,35 @@ class Api:
         if group_version is None:
             authorize(req.user, Attributes("get", req.path, discovery=True))
             if req.method != "GET":
-                raise ApiError(405, "the server does not allow this method on the requested "
-                                    "resource", "MethodNotAllowed")
+                raise ApiError(
+                    405,
+                    "the server does not allow this method on the requested resource",
+                    "MethodNotAllowed",
+                )
             return self._discovery(segments)
         if not rest:
             authorize(req.user, Attributes("get", req.path, discovery=True))
             doc = self.discovery.resource_list(group_version)
             if doc is None:
-                raise ApiError(404, "the server could not find the requested resource",
-                               "NotFound")
+                raise ApiError(404, "the server could not find the requested resource", "NotFound")
             return Response(200, doc)
         watch_path = False
         if rest[0] == "watch":
             watch_path, rest = True, rest[1:]
         target = self._target(group_version, rest)
         verb = self._verb(req, target, watch_path)
-        authorize(req.user, Attributes(
-            verb, req.path, resource=target.rt.plural, group=target.rt.group,
-            namespace=target.namespace or "", name=target.name or "",
-            subresource=target.subresource or "",
-        ))
+        authorize(
+            req.user,
+            Attributes(
+                verb,
+                req.path,
+                resource=target.rt.plural,
+                group=target.rt.group,
+                namespace=target.namespace or "",
+                name=target.name or "",
+                subresource=target.subresource or "",
+            ),
+        )
         return self._dispatch(req, target, verb)
 
     @staticmethod
@@ -191,8 +208,11 @@ class Api:
             return "deletecollection"
         verb = VERBS_BY_METHOD.get(req.method)
         if verb is None:
-            raise ApiError(405, "the server does not allow this method on the requested resource",
-                           "MethodNotAllowed")
+            raise ApiError(
+                405,
+                "the server does not allow this method on the requested resource",
+                "MethodNotAllowed",
+            )
         return verb
 
     # --- non-resource -------------------------------------------------------------------
@@ -200,22 +220,37 @@ class Api:
     def _non_resource(self, req: Request, segments: list[str]) -> Response:
         authorize(req.user, Attributes("get" if req.method == "GET" else "post", req.path))
         if req.method != "GET":
-            raise ApiError(405, "the server does not allow this method on the requested resource",
-                           "MethodNotAllowed")
+            raise ApiError(
+                405,
+                "the server does not allow this method on the requested resource",
+                "MethodNotAllowed",
+            )
         head = segments[0] if segments else ""
         if head in ("healthz", "livez", "readyz"):
             if req.flag("verbose"):
-                return Response(200, f"[+]ping ok\n[+]etcd ok\n{head} check passed\n",
-                                "text/plain; charset=utf-8")
+                return Response(
+                    200,
+                    f"[+]ping ok\n[+]etcd ok\n{head} check passed\n",
+                    "text/plain; charset=utf-8",
+                )
             return Response(200, "ok", "text/plain; charset=utf-8")
         if req.path.rstrip("/") == "/version":
             return Response(200, version_info())
         if head == "openapi":
             return openapi.serve(segments[1:])
         if not segments:
-            paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version",
-                     "/openapi/v2", "/openapi/v3"]
-            paths += [f"/apis/{g}" for g in sorted({r.split('/')[0] for r in _group_versions()})]
+            paths = [
+                "/api",
+                "/api/v1",
+                "/apis",
+                "/healthz",
+                "/livez",
+                "/readyz",
+                "/version",
+                "/openapi/v2",
+                "/openapi/v3",
+            ]
+            paths += [f"/apis/{g}" for g in sorted({r.split("/")[0] for r in _group_versions()})]
             return Response(200, {"paths": sorted(paths)})
         raise ApiError(404, "the server could not find the requested resource", "NotFound")
 
@@ -268,8 +303,11 @@ class Api:
             return self.patch(req, rt, ns, t.name, sub)
         if verb == "delete" and not sub:
             return self.delete(req, rt, ns, t.name)
-        raise ApiError(405, "the server does not allow this method on the requested resource",
-                       "MethodNotAllowed")
+        raise ApiError(
+            405,
+            "the server does not allow this method on the requested resource",
+            "MethodNotAllowed",
+        )
 
     # --- reads --------------------------------------------------------------------------
 
@@ -282,15 +320,17 @@ class Api:
     def get(self, req: Request, rt: ResourceType, ns: str, name: str) -> Response:
         obj = self._existing(rt, ns, name)
         if tables.wants_table(req.headers.get("accept", "")):
-            return Response(200, tables.to_table(rt, [obj], req.query, self.store,
-                                                 str(self.store.rv)))
+            return Response(
+                200, tables.to_table(rt, [obj], req.query, self.store, str(self.store.rv))
+            )
         return Response(200, obj)
 
     def _selected(self, req: Request, rt: ResourceType, ns: str | None) -> list[dict[str, Any]]:
         labels = parse_label_selector(req.query.get("labelSelector"))
         fields = parse_field_selector(req.query.get("fieldSelector"))
         return [
-            o for o in self.store.list(rt.key, ns)
+            o
+            for o in self.store.list(rt.key, ns)
             if labels_match(labels, labels_of(o)) and fields_match(fields, o)
         ]
 
@@ -300,12 +340,15 @@ class Api:
             rv = str(self.store.rv)
         if tables.wants_table(req.headers.get("accept", "")):
             return Response(200, tables.to_table(rt, items, req.query, self.store, rv))
-        return Response(200, {
-            "kind": rt.list_kind,
-            "apiVersion": rt.group_version,
-            "metadata": {"resourceVersion": rv},
-            "items": items,
-        })
+        return Response(
+            200,
+            {
+                "kind": rt.list_kind,
+                "apiVersion": rt.group_version,
+                "metadata": {"resourceVersion": rv},
+                "items": items,
+            },
+        )
 
     # --- create -------------------------------------------------------------------------
 
@@ -315,14 +358,17 @@ class Api:
         kind = body.get("kind")
         api_version = body.get("apiVersion")
         if kind and kind != rt.kind:
-            raise bad_request(f"the API version in the data ({api_version}) does not match the "
-                              f"expected API version ({rt.group_version})"
-                              if api_version != rt.group_version else
-                              f"the kind in the data ({kind}) does not match the expected kind "
-                              f"({rt.kind})")
+            raise bad_request(
+                f"the API version in the data ({api_version}) does not match the "
+                f"expected API version ({rt.group_version})"
+                if api_version != rt.group_version
+                else f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})"
+            )
         if api_version and api_version != rt.group_version:
-            raise bad_request(f"the API version in the data ({api_version}) does not match the "
-                              f"expected API version ({rt.group_version})")
+            raise bad_request(
+                f"the API version in the data ({api_version}) does not match the "
+                f"expected API version ({rt.group_version})"
+            )
         body = copy.deepcopy(body)
         body["kind"] = rt.kind
         body["apiVersion"] = rt.group_version
@@ -331,8 +377,10 @@ class Api:
             raise bad_request("metadata must be an object")
         if rt.namespaced:
             if meta.get("namespace") and meta["namespace"] != ns:
-                raise bad_request("the namespace of the provided object does not match the "
-                                  "namespace sent on the request")
+                raise bad_request(
+                    "the namespace of the provided object does not match the "
+                    "namespace sent on the request"
+                )
             meta["namespace"] = ns
         else:
             meta.pop("namespace", None)
@@ -345,8 +393,12 @@ class Api:
         if namespace is None:
             raise not_found("namespaces", "", ns)
         if deleting(namespace):
-            raise ApiError(403, f"{rt.plural} is forbidden: unable to create new content in "
-                                f"namespace {ns} because it is being terminated", "Forbidden")
+            raise ApiError(
+                403,
+                f"{rt.plural} is forbidden: unable to create new content in "
+                f"namespace {ns} because it is being terminated",
+                "Forbidden",
+            )
 
     def create(self, req: Request, rt: ResourceType, ns: str, body: Any = None) -> Response:
         body = self._check_body(rt, req.json() if body is None else body, ns)
@@ -355,8 +407,9 @@ class Api:
         self.on_change()
         return Response(201, obj)
 
-    def create_object(self, rt: ResourceType, obj: dict[str, Any], user: User,
-                      dry_run: bool = False) -> dict[str, Any]:
+    def create_object(
+        self, rt: ResourceType, obj: dict[str, Any], user: User, dry_run: bool = False
+    ) -> dict[str, Any]:
         """Create a checked object (kind/apiVersion/namespace set). Caller holds the lock."""
         meta = obj["metadata"]
         ns = meta.get("namespace", "")
@@ -368,14 +421,22 @@ class Api:
                     if self.store.get(rt.key, ns, meta["name"]) is None:
                         break
             else:
-                raise invalid(rt.kind, rt.group, "", [
-                    ("metadata.name", "Required value: name or generateName is required")
-                ])
+                raise invalid(
+                    rt.kind,
+                    rt.group,
+                    "",
+                    [("metadata.name", "Required value: name or generateName is required")],
+                )
         validate_name(rt, meta["name"])
         if self.store.get(rt.key, ns, meta["name"]) is not None:
             raise already_exists(rt.plural, rt.group, meta["name"])
-        for key in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds",
-                    "selfLink", "managedFields"):
+        for key in (
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+            "managedFields",
+        ):
             meta.pop(key, None)
         meta["uid"] = new_uid()
         meta["creationTimestamp"] = timeutil.rfc3339()
@@ -391,12 +452,16 @@ class Api:
 
     # --- update / patch -----------------------------------------------------------------
 
-    def update(self, req: Request, rt: ResourceType, ns: str, name: str,
-               sub: str | None) -> Response:
+    def update(
+        self, req: Request, rt: ResourceType, ns: str, name: str, sub: str | None
+    ) -> Response:
         body = self._check_body(rt, req.json(), ns)
         if body["metadata"].get("name") not in (None, "", name):
-            raise bad_request("the name of the object (%s) does not match the name on the URL "
-                              "(%s)" % (body["metadata"].get("name"), name))
+            raise bad_request(
+                "the name of the object ({}) does not match the name on the URL ({})".format(
+                    body["metadata"].get("name"), name
+                )
+            )
         body["metadata"]["name"] = name
         with self.store.lock:
             old = self._existing(rt, ns, name)
@@ -407,8 +472,9 @@ class Api:
         self.on_change()
         return Response(200, obj)
 
-    def patch(self, req: Request, rt: ResourceType, ns: str, name: str,
-              sub: str | None) -> Response:
+    def patch(
+        self, req: Request, rt: ResourceType, ns: str, name: str, sub: str | None
+    ) -> Response:
         ctype = req.headers.get("content-type", "").split(";")[0].strip()
         patch = req.json()
         with self.store.lock:
@@ -435,14 +501,24 @@ class Api:
         self.on_change()
         return Response(200, obj)
 
-    def write(self, rt: ResourceType, new: dict[str, Any], old: dict[str, Any], user: User,
-              sub: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+    def write(
+        self,
+        rt: ResourceType,
+        new: dict[str, Any],
+        old: dict[str, Any],
+        user: User,
+        sub: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
         """Store ``new`` as the next version of ``old``. Caller holds the lock."""
         if sub in ("status", "approval"):
             merged = copy.deepcopy(old)
             if sub == "approval":
-                conds = [c for c in (new.get("status") or {}).get("conditions") or []
-                         if c.get("type") in ("Approved", "Denied")]
+                conds = [
+                    c
+                    for c in (new.get("status") or {}).get("conditions") or []
+                    if c.get("type") in ("Approved", "Denied")
+                ]
                 merged.setdefault("status", {})["conditions"] = conds
             else:
                 merged["status"] = new.get("status", {})
@@ -460,8 +536,14 @@ class Api:
             self.admission.on_update(rt, new, old, user)
         meta = new["metadata"]
         old_meta = old["metadata"]
-        for key in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
-                    "namespace", "name"):
+        for key in (
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "namespace",
+            "name",
+        ):
             if key in old_meta:
                 meta[key] = old_meta[key]
             else:
@@ -477,8 +559,11 @@ class Api:
             return old
         if dry_run:
             return new
-        if meta.get("deletionTimestamp") and not meta.get("finalizers") and \
-                meta.get("deletionGracePeriodSeconds", 0) == 0:
+        if (
+            meta.get("deletionTimestamp")
+            and not meta.get("finalizers")
+            and meta.get("deletionGracePeriodSeconds", 0) == 0
+        ):
             final = self.store.remove(rt.key, new)
             return final or new
         return self.store.put(rt.key, new)
@@ -500,10 +585,17 @@ class Api:
                 raise ApiError(405, "method not allowed", "MethodNotAllowed")
             replicas = (wanted.get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or replicas < 0:
-                raise invalid("Scale", "autoscaling", name, [
-                    ("spec.replicas", f"Invalid value: {replicas}: must be greater than or "
-                                      "equal to 0")
-                ])
+                raise invalid(
+                    "Scale",
+                    "autoscaling",
+                    name,
+                    [
+                        (
+                            "spec.replicas",
+                            f"Invalid value: {replicas}: must be greater than or equal to 0",
+                        )
+                    ],
+                )
             new = copy.deepcopy(obj)
             new.setdefault("spec", {})["replicas"] = replicas
             stored = self.write(rt, new, obj, req.user, dry_run=req.dry_run)
@@ -534,11 +626,20 @@ class Api:
             obj = self._existing(rt, ns, name)
             result = self.delete_object(rt, obj, options)
         self.on_change()
-        if rt.key in ("/pods", "/namespaces") or result is not obj and deleting(result or {}):
+        if rt.key in ("/pods", "/namespaces") or (result is not obj and deleting(result or {})):
             return Response(200, result)
-        return Response(200, success_status(200, {
-            "name": name, "group": rt.group, "kind": rt.plural, "uid": obj["metadata"]["uid"],
-        }))
+        return Response(
+            200,
+            success_status(
+                200,
+                {
+                    "name": name,
+                    "group": rt.group,
+                    "kind": rt.plural,
+                    "uid": obj["metadata"]["uid"],
+                },
+            ),
+        )
 
     def delete_collection(self, req: Request, rt: ResourceType, ns: str) -> Response:
         options = self._delete_options(req)
@@ -548,26 +649,38 @@ class Api:
         self.on_change()
         return Response(200, success_status())
 
-    def delete_object(self, rt: ResourceType, obj: dict[str, Any],
-                      options: dict[str, Any]) -> dict[str, Any] | None:
+    def delete_object(
+        self, rt: ResourceType, obj: dict[str, Any], options: dict[str, Any]
+    ) -> dict[str, Any] | None:
         """Delete with DeleteOptions semantics. Caller holds the lock. Returns the final object
         (with deletionTimestamp when deletion is graceful or waits for finalizers)."""
         meta = obj["metadata"]
         pre = options.get("preconditions") or {}
         if pre.get("uid") and pre["uid"] != meta.get("uid"):
-            raise conflict(rt.plural, rt.group, meta["name"],
-                           f"Precondition failed: UID in precondition: {pre['uid']}, UID in "
-                           f"object meta: {meta.get('uid')}")
+            raise conflict(
+                rt.plural,
+                rt.group,
+                meta["name"],
+                f"Precondition failed: UID in precondition: {pre['uid']}, UID in "
+                f"object meta: {meta.get('uid')}",
+            )
         if pre.get("resourceVersion") and pre["resourceVersion"] != meta.get("resourceVersion"):
-            raise conflict(rt.plural, rt.group, meta["name"],
-                           f"Precondition failed: ResourceVersion in precondition: "
-                           f"{pre['resourceVersion']}, ResourceVersion in object meta: "
-                           f"{meta.get('resourceVersion')}")
+            raise conflict(
+                rt.plural,
+                rt.group,
+                meta["name"],
+                f"Precondition failed: ResourceVersion in precondition: "
+                f"{pre['resourceVersion']}, ResourceVersion in object meta: "
+                f"{meta.get('resourceVersion')}",
+            )
         if options.get("dryRun"):
             return obj
         if rt.key == "/namespaces" and meta["name"] in PROTECTED_NAMESPACES:
-            raise ApiError(403, f'namespaces "{meta["name"]}" is forbidden: this namespace may '
-                                "not be deleted", "Forbidden")
+            raise ApiError(
+                403,
+                f'namespaces "{meta["name"]}" is forbidden: this namespace may not be deleted',
+                "Forbidden",
+            )
         policy = options.get("propagationPolicy") or "Background"
         if policy == "Orphan":
             self._orphan_dependents(meta.get("uid", ""))
@@ -635,8 +748,9 @@ class Api:
 
     def _delete_dependents(self, uid: str) -> None:
         for rt, obj in self._dependents(uid):
-            current = self.store.get(rt.key, obj["metadata"].get("namespace", ""),
-                                     obj["metadata"]["name"])
+            current = self.store.get(
+                rt.key, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
+            )
             if current is not None:
                 self.delete_object(rt, current, {"propagationPolicy": "Foreground"})
 
@@ -678,14 +792,19 @@ class Api:
             return
         ns = pod["metadata"].get("namespace", "")
         pdbs = [
-            p for p in self.store.list("policy/poddisruptionbudgets", ns)
+            p
+            for p in self.store.list("policy/poddisruptionbudgets", ns)
             if labelselector_matches((p.get("spec") or {}).get("selector"), labels_of(pod))
         ]
         if not pdbs:
             return
         if len(pdbs) > 1:
-            raise ApiError(500, "This pod has more than one PodDisruptionBudget, which the "
-                                "eviction subresource does not support.", "InternalError")
+            raise ApiError(
+                500,
+                "This pod has more than one PodDisruptionBudget, which the "
+                "eviction subresource does not support.",
+                "InternalError",
+            )
         pdb = pdbs[0]
         status = pdb_status(pdb, self.store.list("/pods", ns), self.controller_replicas(ns))
         policy = (pdb.get("spec") or {}).get("unhealthyPodEvictionPolicy", "IfHealthyBudget")
@@ -698,19 +817,25 @@ class Api:
             if not dry_run:
                 new = copy.deepcopy(pdb)
                 status["disruptionsAllowed"] -= 1
-                status.setdefault("disruptedPods", {})[pod["metadata"]["name"]] = \
-                    timeutil.rfc3339()
+                status.setdefault("disruptedPods", {})[pod["metadata"]["name"]] = timeutil.rfc3339()
                 new["status"] = status
                 self.store.put("policy/poddisruptionbudgets", new)
             return
-        raise ApiError(429, EVICTION_MESSAGE, "TooManyRequests", {
-            "causes": [{
-                "reason": "DisruptionBudget",
-                "message": f"The disruption budget {pdb['metadata']['name']} needs "
-                           f"{status['desiredHealthy']} healthy pods and has "
-                           f"{status['currentHealthy']} currently",
-            }]
-        })
+        raise ApiError(
+            429,
+            EVICTION_MESSAGE,
+            "TooManyRequests",
+            {
+                "causes": [
+                    {
+                        "reason": "DisruptionBudget",
+                        "message": f"The disruption budget {pdb['metadata']['name']} needs "
+                        f"{status['desiredHealthy']} healthy pods and has "
+                        f"{status['currentHealthy']} currently",
+                    }
+                ]
+            },
+        )
 
     def controller_replicas(self, ns: str) -> dict[str, int]:
         result: dict[str, int] = {}
@@ -719,7 +844,8 @@ class Api:
                 result[obj["metadata"]["uid"]] = int((obj.get("spec") or {}).get("replicas", 1))
         for ds in self.store.list("apps/daemonsets", ns):
             result[ds["metadata"]["uid"]] = int(
-                (ds.get("status") or {}).get("desiredNumberScheduled", 0))
+                (ds.get("status") or {}).get("desiredNumberScheduled", 0)
+            )
         return result
 
     def bind(self, req: Request, ns: str, name: str, body: dict[str, Any]) -> Response:
@@ -731,8 +857,9 @@ class Api:
             pod = self._existing(pods, ns, name)
             current = (pod.get("spec") or {}).get("nodeName")
             if current:
-                raise conflict("pods/binding", "", name,
-                               f"pod {name} is already assigned to node \"{current}\"")
+                raise conflict(
+                    "pods/binding", "", name, f'pod {name} is already assigned to node "{current}"'
+                )
             if not req.dry_run:
                 self.bind_pod(pod, target)
         self.on_change()
@@ -763,8 +890,9 @@ class Api:
 
         def encode(kind: str, obj: dict[str, Any]) -> bytes:
             if as_table:
-                obj = tables.to_table(rt, [obj], req.query, self.store,
-                                      obj["metadata"].get("resourceVersion", ""))
+                obj = tables.to_table(
+                    rt, [obj], req.query, self.store, obj["metadata"].get("resourceVersion", "")
+                )
             return (json.dumps({"type": kind, "object": obj}) + "\n").encode()
 
         with self.store.lock:
@@ -778,10 +906,14 @@ class Api:
                 except ValueError:
                     raise bad_request(f"invalid resource version {rv_param!r}") from None
                 if start < self.store.log_start:
-                    gone = ApiError(410, f"too old resource version: {start} "
-                                         f"({self.store.log_start + 1})", "Expired")
-                    initial = [(json.dumps({"type": "ERROR", "object": gone.status()})
-                                + "\n").encode()]
+                    gone = ApiError(
+                        410,
+                        f"too old resource version: {start} ({self.store.log_start + 1})",
+                        "Expired",
+                    )
+                    initial = [
+                        (json.dumps({"type": "ERROR", "object": gone.status()}) + "\n").encode()
+                    ]
                     start = -1
 
         def stream() -> Iterator[bytes | None]:
@@ -821,9 +953,19 @@ class Api:
                     yield b"".join(out)
                 elif bookmarks and time.monotonic() - last_bookmark > 30:
                     last_bookmark = time.monotonic()
-                    yield (json.dumps({"type": "BOOKMARK", "object": {
-                        "kind": rt.kind, "apiVersion": rt.group_version,
-                        "metadata": {"resourceVersion": str(position)}}}) + "\n").encode()
+                    yield (
+                        json.dumps(
+                            {
+                                "type": "BOOKMARK",
+                                "object": {
+                                    "kind": rt.kind,
+                                    "apiVersion": rt.group_version,
+                                    "metadata": {"resourceVersion": str(position)},
+                                },
+                            }
+                        )
+                        + "\n"
+                    ).encode()
                 else:
                     yield None  # lets the server check the client is still there
 
@@ -837,20 +979,41 @@ class Api:
         with self.store.lock:
             for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
                 if self.store.get("/namespaces", "", ns) is None:
-                    self.create_object(by_key("/namespaces"), {
-                        "kind": "Namespace", "apiVersion": "v1", "metadata": {"name": ns},
-                    }, system)
+                    self.create_object(
+                        by_key("/namespaces"),
+                        {
+                            "kind": "Namespace",
+                            "apiVersion": "v1",
+                            "metadata": {"name": ns},
+                        },
+                        system,
+                    )
             if self.store.get("/services", "default", "kubernetes") is None:
                 first = str(self.admission.service_net.network_address + 1)
-                self.create_object(by_key("/services"), {
-                    "kind": "Service", "apiVersion": "v1",
-                    "metadata": {"name": "kubernetes", "namespace": "default",
-                                 "labels": {"component": "apiserver",
-                                            "provider": "kubernetes"}},
-                    "spec": {"clusterIP": first, "ports": [
-                        {"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}
-                    ]},
-                }, system)
+                self.create_object(
+                    by_key("/services"),
+                    {
+                        "kind": "Service",
+                        "apiVersion": "v1",
+                        "metadata": {
+                            "name": "kubernetes",
+                            "namespace": "default",
+                            "labels": {"component": "apiserver", "provider": "kubernetes"},
+                        },
+                        "spec": {
+                            "clusterIP": first,
+                            "ports": [
+                                {
+                                    "name": "https",
+                                    "port": 443,
+                                    "protocol": "TCP",
+                                    "targetPort": port,
+                                }
+                            ],
+                        },
+                    },
+                    system,
+                )
 
 
 def _group_versions() -> list[str]:
@@ -888,11 +1051,14 @@ def apply_patch(ctype: str, old: dict[str, Any], patch: Any) -> Any:
         return strategic_merge(old, patch)
     if ctype == "application/json-patch+json":
         return json_patch(old, patch)
-    raise ApiError(415, f'the body of the request was in an unknown format - accepted media '
-                        f'types include: application/json-patch+json, '
-                        f'application/merge-patch+json, application/apply-patch+yaml, '
-                        f'application/strategic-merge-patch+json (got "{ctype}")',
-                   "UnsupportedMediaType")
+    raise ApiError(
+        415,
+        f"the body of the request was in an unknown format - accepted media "
+        f"types include: application/json-patch+json, "
+        f"application/merge-patch+json, application/apply-patch+yaml, "
+        f'application/strategic-merge-patch+json (got "{ctype}")',
+        "UnsupportedMediaType",
+    )
 
 
 def scale_of(obj: dict[str, Any]) -> dict[str, Any]:
@@ -902,11 +1068,16 @@ def scale_of(obj: dict[str, Any]) -> dict[str, Any]:
     return {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
-        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
-                                          "creationTimestamp") if k in meta},
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in meta
+        },
         "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
-        "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
-                   "selector": ",".join(parts)},
+        "status": {
+            "replicas": (obj.get("status") or {}).get("replicas", 0),
+            "selector": ",".join(parts),
+        },
     }
 
 

@@ -66,8 +66,10 @@ def user_from_token(token: str, get_secret) -> User:
         raise unauthorized()
     token_id, token_secret = match.groups()
     secret = get_secret("kube-system", f"bootstrap-token-{token_id}")
-    if not secret or secret.get("type") != BOOTSTRAP_TYPE or secret["metadata"].get(
-        "deletionTimestamp"
+    if (
+        not secret
+        or secret.get("type") != BOOTSTRAP_TYPE
+        or secret["metadata"].get("deletionTimestamp")
     ):
         raise unauthorized()
     data = secret.get("data") or {}
@@ -114,8 +116,13 @@ _BOOTSTRAP_RULES = (
     ("", "configmaps", "kube-system", "kubeadm-config", ("get",)),
     ("", "configmaps", "kube-system", "kubelet-config", ("get",)),
     ("", "nodes", "", "", ("get",)),
-    ("certificates.k8s.io", "certificatesigningrequests", "", "",
-     ("create", "get", "list", "watch")),
+    (
+        "certificates.k8s.io",
+        "certificatesigningrequests",
+        "",
+        "",
+        ("create", "get", "list", "watch"),
+    ),
 )
 
 
@@ -140,8 +147,10 @@ def authorize(user: User, attrs: Attributes) -> None:
     """Raise 401/403 unless ``user`` may do ``attrs``. Certificate users may do everything."""
     if user.method == "x509":
         return
-    non_resource_ok = not attrs.resource and attrs.verb == "get" and (
-        any(attrs.path == p or attrs.path.startswith(p + "/") for p in ANONYMOUS_PATHS)
+    non_resource_ok = (
+        not attrs.resource
+        and attrs.verb == "get"
+        and (any(attrs.path == p or attrs.path.startswith(p + "/") for p in ANONYMOUS_PATHS))
     )
     cluster_info = (
         attrs.resource == "configmaps"

@@ -45,7 +45,7 @@ def csr_subject(pem: bytes) -> tuple[str, list[str]]:
     line = next((ln for ln in text.splitlines() if ln.startswith("subject=")), "subject=")
     cn = ""
     orgs: list[str] = []
-    for part in _split_rdn(line[len("subject="):]):
+    for part in _split_rdn(line[len("subject=") :]):
         attr, _, value = part.partition("=")
         if attr.strip() == "CN":
             cn = value
@@ -95,8 +95,21 @@ def sign(pem: bytes, ca_cert: str, ca_key: str, usages: list[str], seconds: int)
             fh.write("\n".join(ext) + "\n")
         return _run(
             [
-                "openssl", "x509", "-req", "-in", csr_path, "-CA", ca_cert, "-CAkey", ca_key,
-                "-set_serial", str(secrets.randbits(63)), "-days", str(days),
-                "-extfile", ext_path, "-sha256",
+                "openssl",
+                "x509",
+                "-req",
+                "-in",
+                csr_path,
+                "-CA",
+                ca_cert,
+                "-CAkey",
+                ca_key,
+                "-set_serial",
+                str(secrets.randbits(63)),
+                "-days",
+                str(days),
+                "-extfile",
+                ext_path,
+                "-sha256",
             ]
         )

@@ -58,10 +58,16 @@ DAEMON_TOLERATIONS = [
 
 
 class Controllers:
-    def __init__(self, api: Api, node_monitor_grace: float = 40.0,
-                 signing_cert: str | None = None, signing_key: str | None = None,
-                 signing_duration: float = 365 * 86400.0, root_ca_pem: str | None = None,
-                 tick: float = 1.0) -> None:
+    def __init__(
+        self,
+        api: Api,
+        node_monitor_grace: float = 40.0,
+        signing_cert: str | None = None,
+        signing_key: str | None = None,
+        signing_duration: float = 365 * 86400.0,
+        root_ca_pem: str | None = None,
+        tick: float = 1.0,
+    ) -> None:
         self.api = api
         self.store = api.store
         self.grace = node_monitor_grace
@@ -131,8 +137,11 @@ class Controllers:
 
     def _owned(self, key: str, owner: dict[str, Any]) -> list[dict[str, Any]]:
         uid = uid_of(owner)
-        return [o for o in self.store.list(key, ns_of(owner))
-                if (controller_ref(o) or {}).get("uid") == uid]
+        return [
+            o
+            for o in self.store.list(key, ns_of(owner))
+            if (controller_ref(o) or {}).get("uid") == uid
+        ]
 
     # --- namespaces, service accounts, root CA ------------------------------------------
 
@@ -148,24 +157,40 @@ class Controllers:
                     continue
                 name = name_of(ns)
                 if self.store.get("/serviceaccounts", name, "default") is None:
-                    self.api.create_object(by_key("/serviceaccounts"), {
-                        "kind": "ServiceAccount", "apiVersion": "v1",
-                        "metadata": {"name": "default", "namespace": name},
-                    }, SYSTEM)
-                if self.root_ca_pem and self.store.get("/configmaps", name,
-                                                       "kube-root-ca.crt") is None:
-                    self.api.create_object(by_key("/configmaps"), {
-                        "kind": "ConfigMap", "apiVersion": "v1",
-                        "metadata": {"name": "kube-root-ca.crt", "namespace": name,
-                                     "annotations": {
-                                         "kubernetes.io/description": "Contains a CA bundle "
-                                         "that can be used to verify the kube-apiserver when "
-                                         "using internal endpoints such as the internal "
-                                         "service IP or kubernetes.default.svc. No other "
-                                         "usage is guaranteed across distributions of "
-                                         "Kubernetes clusters."}},
-                        "data": {"ca.crt": self.root_ca_pem},
-                    }, SYSTEM)
+                    self.api.create_object(
+                        by_key("/serviceaccounts"),
+                        {
+                            "kind": "ServiceAccount",
+                            "apiVersion": "v1",
+                            "metadata": {"name": "default", "namespace": name},
+                        },
+                        SYSTEM,
+                    )
+                if (
+                    self.root_ca_pem
+                    and self.store.get("/configmaps", name, "kube-root-ca.crt") is None
+                ):
+                    self.api.create_object(
+                        by_key("/configmaps"),
+                        {
+                            "kind": "ConfigMap",
+                            "apiVersion": "v1",
+                            "metadata": {
+                                "name": "kube-root-ca.crt",
+                                "namespace": name,
+                                "annotations": {
+                                    "kubernetes.io/description": "Contains a CA bundle "
+                                    "that can be used to verify the kube-apiserver when "
+                                    "using internal endpoints such as the internal "
+                                    "service IP or kubernetes.default.svc. No other "
+                                    "usage is guaranteed across distributions of "
+                                    "Kubernetes clusters."
+                                },
+                            },
+                            "data": {"ca.crt": self.root_ca_pem},
+                        },
+                        SYSTEM,
+                    )
 
     # --- bootstrap tokens ---------------------------------------------------------------
 
@@ -209,15 +234,21 @@ class Controllers:
                             existing = condition(node, ctype)
                             if existing is None and ctype != "Ready":
                                 continue
-                            set_condition(new, {
-                                "type": ctype,
-                                "status": "Unknown",
-                                "reason": "NodeStatusUnknown",
-                                "message": "Kubelet never posted node status." if never else
-                                           "Kubelet stopped posting node status.",
-                                "lastHeartbeatTime": (existing or {}).get("lastHeartbeatTime",
-                                                                           stamp),
-                            }, stamp)
+                            set_condition(
+                                new,
+                                {
+                                    "type": ctype,
+                                    "status": "Unknown",
+                                    "reason": "NodeStatusUnknown",
+                                    "message": "Kubelet never posted node status."
+                                    if never
+                                    else "Kubelet stopped posting node status.",
+                                    "lastHeartbeatTime": (existing or {}).get(
+                                        "lastHeartbeatTime", stamp
+                                    ),
+                                },
+                                stamp,
+                            )
                         log.info("node %s stopped heartbeating: Ready=Unknown", name_of(node))
                 self._reconcile_taints(new, stamp)
                 if new.get("status") != node.get("status"):
@@ -243,8 +274,11 @@ class Controllers:
         spec = node.setdefault("spec", {})
         taints = list(spec.get("taints") or [])
         managed = {NOT_READY, UNREACHABLE}
-        kept = [t for t in taints if t.get("key") not in managed
-                or (t.get("key"), t.get("effect")) in wanted]
+        kept = [
+            t
+            for t in taints
+            if t.get("key") not in managed or (t.get("key"), t.get("effect")) in wanted
+        ]
         for key, effect in wanted:
             if not any(t.get("key") == key and t.get("effect") == effect for t in kept):
                 taint = {"key": key, "effect": effect}
@@ -273,8 +307,12 @@ class Controllers:
             for pod in self.store.list("/pods"):
                 node = (pod.get("spec") or {}).get("nodeName")
                 if node and node not in nodes:
-                    log.info("deleting pod %s/%s bound to missing node %s", ns_of(pod),
-                             name_of(pod), node)
+                    log.info(
+                        "deleting pod %s/%s bound to missing node %s",
+                        ns_of(pod),
+                        name_of(pod),
+                        node,
+                    )
                     self.store.remove("/pods", pod)
                 elif not node and deleting(pod):
                     self.store.remove("/pods", pod)
@@ -285,8 +323,7 @@ class Controllers:
             for key, bucket in list(self.store.objects.items()):
                 for obj in list(bucket.values()):
                     refs = obj.get("metadata", {}).get("ownerReferences") or []
-                    if refs and not any(r.get("uid") in uids for r in refs) and \
-                            not deleting(obj):
+                    if refs and not any(r.get("uid") in uids for r in refs) and not deleting(obj):
                         self._delete(key, obj, propagationPolicy="Background")
 
     # --- deployments --------------------------------------------------------------------
@@ -304,8 +341,9 @@ class Controllers:
         digest = template_hash(template)
         owned = self._owned("apps/replicasets", deploy)
         new_rs = next((rs for rs in owned if labels_of(rs).get(HASH_LABEL) == digest), None)
-        revisions = [int((rs["metadata"].get("annotations") or {}).get(REVISION, "0") or 0)
-                     for rs in owned]
+        revisions = [
+            int((rs["metadata"].get("annotations") or {}).get(REVISION, "0") or 0) for rs in owned
+        ]
         created = False
         if new_rs is None:
             revision = str(max(revisions, default=0) + 1)
@@ -313,26 +351,38 @@ class Controllers:
             rs_template.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = digest
             selector = copy.deepcopy(spec.get("selector") or {})
             selector.setdefault("matchLabels", {})[HASH_LABEL] = digest
-            new_rs = self.api.create_object(by_key("apps/replicasets"), {
-                "kind": "ReplicaSet", "apiVersion": "apps/v1",
-                "metadata": {
-                    "name": f"{name_of(deploy)}-{digest}",
-                    "namespace": ns_of(deploy),
-                    "labels": dict(rs_template["metadata"]["labels"]),
-                    "annotations": {REVISION: revision,
-                                    "deployment.kubernetes.io/desired-replicas": str(desired),
-                                    "deployment.kubernetes.io/max-replicas": str(desired)},
-                    "ownerReferences": [owner_ref(deploy)],
+            new_rs = self.api.create_object(
+                by_key("apps/replicasets"),
+                {
+                    "kind": "ReplicaSet",
+                    "apiVersion": "apps/v1",
+                    "metadata": {
+                        "name": f"{name_of(deploy)}-{digest}",
+                        "namespace": ns_of(deploy),
+                        "labels": dict(rs_template["metadata"]["labels"]),
+                        "annotations": {
+                            REVISION: revision,
+                            "deployment.kubernetes.io/desired-replicas": str(desired),
+                            "deployment.kubernetes.io/max-replicas": str(desired),
+                        },
+                        "ownerReferences": [owner_ref(deploy)],
+                    },
+                    "spec": {
+                        "replicas": desired,
+                        "minReadySeconds": spec.get("minReadySeconds", 0),
+                        "selector": selector,
+                        "template": rs_template,
+                    },
                 },
-                "spec": {"replicas": desired, "minReadySeconds": spec.get("minReadySeconds", 0),
-                         "selector": selector, "template": rs_template},
-            }, SYSTEM)
+                SYSTEM,
+            )
             created = True
         elif (new_rs.get("spec") or {}).get("replicas") != desired:
             new = copy.deepcopy(new_rs)
             new["spec"]["replicas"] = desired
             new["metadata"].setdefault("annotations", {})[
-                "deployment.kubernetes.io/desired-replicas"] = str(desired)
+                "deployment.kubernetes.io/desired-replicas"
+            ] = str(desired)
             new_rs = self._put("apps/replicasets", new, new_rs)
         old_rss = [rs for rs in owned if uid_of(rs) != uid_of(new_rs)]
         available_new = int((new_rs.get("status") or {}).get("availableReplicas", 0))
@@ -346,8 +396,12 @@ class Controllers:
                 new["spec"]["replicas"] = target
                 self._put("apps/replicasets", new, rs)
         history = int(spec.get("revisionHistoryLimit", 10))
-        idle = [rs for rs in old_rss if not (rs.get("spec") or {}).get("replicas")
-                and not (rs.get("status") or {}).get("replicas")]
+        idle = [
+            rs
+            for rs in old_rss
+            if not (rs.get("spec") or {}).get("replicas")
+            and not (rs.get("status") or {}).get("replicas")
+        ]
         idle.sort(key=lambda r: r["metadata"].get("creationTimestamp", ""))
         for rs in idle[: max(0, len(idle) - history)]:
             self._delete("apps/replicasets", rs)
@@ -355,9 +409,15 @@ class Controllers:
         owned = self._owned("apps/replicasets", deploy)
         self._deployment_status(deploy, owned, new_rs, desired, revision, created)
 
-    def _deployment_status(self, deploy: dict[str, Any], owned: list[dict[str, Any]],
-                           new_rs: dict[str, Any], desired: int, revision: str,
-                           created: bool) -> None:
+    def _deployment_status(
+        self,
+        deploy: dict[str, Any],
+        owned: list[dict[str, Any]],
+        new_rs: dict[str, Any],
+        desired: int,
+        revision: str,
+        created: bool,
+    ) -> None:
         current = self.store.get("apps/deployments", ns_of(deploy), name_of(deploy))
         if current is None:
             return
@@ -377,7 +437,8 @@ class Controllers:
         max_unavailable = 0
         if strategy.get("type", "RollingUpdate") == "RollingUpdate":
             max_unavailable = scaled_value(
-                (strategy.get("rollingUpdate") or {}).get("maxUnavailable", "25%"), desired, False)
+                (strategy.get("rollingUpdate") or {}).get("maxUnavailable", "25%"), desired, False
+            )
         status = copy.deepcopy(current.get("status") or {})
         status.update(
             observedGeneration=current["metadata"].get("generation", 1),
@@ -398,23 +459,39 @@ class Controllers:
         new["status"] = status
         stamp = timeutil.rfc3339()
         ok = available >= desired - max_unavailable
-        _set_cond(new, {
-            "type": "Available", "status": "True" if ok else "False",
-            "reason": "MinimumReplicasAvailable" if ok else "MinimumReplicasUnavailable",
-            "message": "Deployment has minimum availability." if ok else
-                       "Deployment does not have minimum availability.",
-        }, stamp)
+        _set_cond(
+            new,
+            {
+                "type": "Available",
+                "status": "True" if ok else "False",
+                "reason": "MinimumReplicasAvailable" if ok else "MinimumReplicasUnavailable",
+                "message": "Deployment has minimum availability."
+                if ok
+                else "Deployment does not have minimum availability.",
+            },
+            stamp,
+        )
         rs_name = name_of(new_rs)
         complete = updated == desired and replicas == desired and available >= desired
         if complete:
-            progressing = ("NewReplicaSetAvailable",
-                           f'ReplicaSet "{rs_name}" has successfully progressed.')
+            progressing = (
+                "NewReplicaSetAvailable",
+                f'ReplicaSet "{rs_name}" has successfully progressed.',
+            )
         elif created:
             progressing = ("NewReplicaSetCreated", f'Created new replica set "{rs_name}"')
         else:
             progressing = ("ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.')
-        _set_cond(new, {"type": "Progressing", "status": "True", "reason": progressing[0],
-                        "message": progressing[1]}, stamp)
+        _set_cond(
+            new,
+            {
+                "type": "Progressing",
+                "status": "True",
+                "reason": progressing[0],
+                "message": progressing[1],
+            },
+            stamp,
+        )
         self._put_status("apps/deployments", new, current)
 
     # --- replica sets -------------------------------------------------------------------
@@ -433,6 +510,7 @@ class Controllers:
             for _ in range(desired - len(pods)):
                 pods.append(self._create_pod_from(rs, spec.get("template") or {}))
         elif len(pods) > desired:
+
             def rank(p: dict[str, Any]) -> tuple:
                 return (
                     bool((p.get("spec") or {}).get("nodeName")),
@@ -450,7 +528,8 @@ class Controllers:
         status = {
             "replicas": len(pods),
             "fullyLabeledReplicas": sum(
-                1 for p in pods if labelselector_matches(selector, labels_of(p))),
+                1 for p in pods if labelselector_matches(selector, labels_of(p))
+            ),
             "readyReplicas": ready,
             "availableReplicas": ready,
             "observedGeneration": rs["metadata"].get("generation", 1),
@@ -462,10 +541,14 @@ class Controllers:
             new["status"] = status
             self._put_status("apps/replicasets", new, current)
 
-    def _create_pod_from(self, owner: dict[str, Any], template: dict[str, Any],
-                         extra_tolerations: list[dict[str, Any]] | None = None,
-                         node: str | None = None, labels: dict[str, str] | None = None,
-                         ) -> dict[str, Any]:
+    def _create_pod_from(
+        self,
+        owner: dict[str, Any],
+        template: dict[str, Any],
+        extra_tolerations: list[dict[str, Any]] | None = None,
+        node: str | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         meta = copy.deepcopy(template.get("metadata") or {})
         spec = copy.deepcopy(template.get("spec") or {})
         meta.pop("name", None)
@@ -482,13 +565,20 @@ class Controllers:
         if node:
             affinity = spec.setdefault("affinity", {}).setdefault("nodeAffinity", {})
             affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {
-                "nodeSelectorTerms": [{"matchFields": [
-                    {"key": "metadata.name", "operator": "In", "values": [node]}
-                ]}]
+                "nodeSelectorTerms": [
+                    {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}
+                ]
             }
-        return self.api.create_object(by_key("/pods"), {
-            "kind": "Pod", "apiVersion": "v1", "metadata": meta, "spec": spec,
-        }, SYSTEM)
+        return self.api.create_object(
+            by_key("/pods"),
+            {
+                "kind": "Pod",
+                "apiVersion": "v1",
+                "metadata": meta,
+                "spec": spec,
+            },
+            SYSTEM,
+        )
 
     # --- daemon sets --------------------------------------------------------------------
 
@@ -505,7 +595,8 @@ class Controllers:
         digest = template_hash(template)
         tolerations = list(pod_spec.get("tolerations") or []) + DAEMON_TOLERATIONS
         eligible = {
-            name_of(n) for n in nodes
+            name_of(n)
+            for n in nodes
             if node_affinity_matches(pod_spec, n)
             and tolerates(tolerations, (n.get("spec") or {}).get("taints"))
         }
@@ -518,30 +609,42 @@ class Controllers:
             surplus = node_pods[1:] if node_name in eligible else node_pods
             for pod in surplus:
                 self._delete("/pods", pod)
-            if node_name in eligible and node_pods and \
-                    labels_of(node_pods[0]).get(DS_HASH_LABEL) != digest:
+            if (
+                node_name in eligible
+                and node_pods
+                and labels_of(node_pods[0]).get(DS_HASH_LABEL) != digest
+            ):
                 self._delete("/pods", node_pods[0])
         generation = str(ds["metadata"].get("generation", 1))
         for node_name in sorted(eligible):
-            alive = [p for p in by_node.get(node_name, [])
-                     if self.store.get("/pods", ns_of(p), name_of(p)) is not None
-                     and not deleting(self.store.get("/pods", ns_of(p), name_of(p)) or {})]
+            alive = [
+                p
+                for p in by_node.get(node_name, [])
+                if self.store.get("/pods", ns_of(p), name_of(p)) is not None
+                and not deleting(self.store.get("/pods", ns_of(p), name_of(p)) or {})
+            ]
             if not alive:
-                self._create_pod_from(ds, template, DAEMON_TOLERATIONS, node=node_name,
-                                      labels={DS_HASH_LABEL: digest,
-                                              "pod-template-generation": generation})
+                self._create_pod_from(
+                    ds,
+                    template,
+                    DAEMON_TOLERATIONS,
+                    node=node_name,
+                    labels={DS_HASH_LABEL: digest, "pod-template-generation": generation},
+                )
         pods = [p for p in self._owned("/pods", ds) if pod_active(p)]
         on_eligible = [p for p in pods if _daemon_target(p) in eligible]
         ready = [p for p in on_eligible if pod_ready(p)]
         status = {
-            "currentNumberScheduled": len({_daemon_target(p) for p in on_eligible
-                                           if (p.get("spec") or {}).get("nodeName")}),
+            "currentNumberScheduled": len(
+                {_daemon_target(p) for p in on_eligible if (p.get("spec") or {}).get("nodeName")}
+            ),
             "desiredNumberScheduled": len(eligible),
             "numberMisscheduled": len([p for p in pods if _daemon_target(p) not in eligible]),
             "numberReady": len(ready),
             "numberAvailable": len(ready),
-            "updatedNumberScheduled": len([p for p in on_eligible
-                                           if labels_of(p).get(DS_HASH_LABEL) == digest]),
+            "updatedNumberScheduled": len(
+                [p for p in on_eligible if labels_of(p).get(DS_HASH_LABEL) == digest]
+            ),
             "observedGeneration": ds["metadata"].get("generation", 1),
         }
         unavailable = len(eligible) - len(ready)
@@ -585,15 +688,25 @@ class Controllers:
                     load[name_of(best)] += 1
                     continue
                 detail = ", ".join(f"{count} {why}" for why, count in sorted(reasons.items()))
-                message = f"0/{len(nodes)} nodes are available" + (f": {detail}." if detail
-                                                                    else ".")
+                message = f"0/{len(nodes)} nodes are available" + (
+                    f": {detail}." if detail else "."
+                )
                 if nodes:
-                    message += (" preemption: 0/{0} nodes are available: {0} Preemption is not "
-                                "helpful for scheduling.").format(len(nodes))
+                    message += (
+                        " preemption: 0/{0} nodes are available: {0} Preemption is not "
+                        "helpful for scheduling."
+                    ).format(len(nodes))
                 new = copy.deepcopy(pod)
-                set_condition(new, {"type": "PodScheduled", "status": "False",
-                                    "reason": "Unschedulable", "message": message},
-                              timeutil.rfc3339())
+                set_condition(
+                    new,
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": message,
+                    },
+                    timeutil.rfc3339(),
+                )
                 self._put_status("/pods", new, pod)
 
     # --- disruption budgets -------------------------------------------------------------
@@ -602,19 +715,24 @@ class Controllers:
         with self.store.lock:
             for pdb in self.store.list("policy/poddisruptionbudgets"):
                 ns = ns_of(pdb)
-                status = pdb_status(pdb, self.store.list("/pods", ns),
-                                    self.api.controller_replicas(ns))
+                status = pdb_status(
+                    pdb, self.store.list("/pods", ns), self.api.controller_replicas(ns)
+                )
                 status.pop("disruptedPods", None)
                 new = copy.deepcopy(pdb)
                 new["status"] = status
                 allowed = status["disruptionsAllowed"] > 0
-                _set_cond(new, {
-                    "type": "DisruptionAllowed",
-                    "status": "True" if allowed else "False",
-                    "reason": "SufficientPods" if allowed else "InsufficientPods",
-                    "message": "",
-                    "observedGeneration": status["observedGeneration"],
-                }, timeutil.rfc3339())
+                _set_cond(
+                    new,
+                    {
+                        "type": "DisruptionAllowed",
+                        "status": "True" if allowed else "False",
+                        "reason": "SufficientPods" if allowed else "InsufficientPods",
+                        "message": "",
+                        "observedGeneration": status["observedGeneration"],
+                    },
+                    timeutil.rfc3339(),
+                )
                 self._put_status("policy/poddisruptionbudgets", new, pdb)
 
     # --- certificate signing requests ---------------------------------------------------
@@ -635,8 +753,10 @@ class Controllers:
     def _process_csr(self, key: str, csr: dict[str, Any]) -> None:
         spec = csr.get("spec") or {}
         signer = spec.get("signerName", "")
-        approved = any(c.get("type") == "Approved" and c.get("status", "True") == "True"
-                       for c in (csr.get("status") or {}).get("conditions") or [])
+        approved = any(
+            c.get("type") == "Approved" and c.get("status", "True") == "True"
+            for c in (csr.get("status") or {}).get("conditions") or []
+        )
         stamp = timeutil.rfc3339()
         conditions: list[dict[str, Any]] = []
         certificate = None
@@ -649,17 +769,22 @@ class Controllers:
                     conditions.append(_csr_cond("Failed", "SignerValidationFailure", bad, stamp))
                 elif not approved:
                     approved = True
-                    conditions.append(_csr_cond(
-                        "Approved", "AutoApproved",
-                        "Auto approving kubelet client certificate after SubjectAccessReview.",
-                        stamp))
+                    conditions.append(
+                        _csr_cond(
+                            "Approved",
+                            "AutoApproved",
+                            "Auto approving kubelet client certificate after SubjectAccessReview.",
+                            stamp,
+                        )
+                    )
             failed = any(c["type"] == "Failed" for c in conditions)
-            if approved and not failed:
-                if signer in certs.SIGNERS and self.signing_cert and self.signing_key:
-                    seconds = int(spec.get("expirationSeconds") or self.signing_duration)
-                    seconds = min(seconds, int(self.signing_duration))
-                    certificate = certs.sign(pem, self.signing_cert, self.signing_key,
-                                             spec.get("usages") or [], seconds)
+            can_sign = signer in certs.SIGNERS and self.signing_cert and self.signing_key
+            if approved and not failed and can_sign:
+                seconds = int(spec.get("expirationSeconds") or self.signing_duration)
+                seconds = min(seconds, int(self.signing_duration))
+                certificate = certs.sign(
+                    pem, self.signing_cert, self.signing_key, spec.get("usages") or [], seconds
+                )
         except certs.SigningError as exc:
             conditions.append(_csr_cond("Failed", "SignerValidationFailure", str(exc), stamp))
         if not conditions and certificate is None:
@@ -678,8 +803,14 @@ class Controllers:
 
 
 def _csr_cond(ctype: str, reason: str, message: str, stamp: str) -> dict[str, Any]:
-    return {"type": ctype, "status": "True", "reason": reason, "message": message,
-            "lastUpdateTime": stamp, "lastTransitionTime": stamp}
+    return {
+        "type": ctype,
+        "status": "True",
+        "reason": reason,
+        "message": message,
+        "lastUpdateTime": stamp,
+        "lastTransitionTime": stamp,
+    }
 
 
 def _kubelet_client_problem(cn: str, orgs: list[str], usages: list[str]) -> str:
@@ -709,9 +840,12 @@ def _daemon_target(pod: dict[str, Any]) -> str:
     spec = pod.get("spec") or {}
     if spec.get("nodeName"):
         return spec["nodeName"]
-    terms = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
-             .get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get(
-        "nodeSelectorTerms") or []
+    terms = (
+        ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        )
+        or {}
+    ).get("nodeSelectorTerms") or []
     for term in terms:
         for field in term.get("matchFields") or []:
             if field.get("key") == "metadata.name" and field.get("values"):
@@ -747,8 +881,10 @@ def unschedulable_reason(pod: dict[str, Any], node: dict[str, Any]) -> str:
         if not tolerates(tolerations, [taint]):
             if taint.get("key") == UNSCHEDULABLE:
                 return "node(s) were unschedulable"
-            return "node(s) had untolerated taint {%s: %s}" % (taint.get("key"),
-                                                                taint.get("value", ""))
+            return "node(s) had untolerated taint {{{}: {}}}".format(
+                taint.get("key"),
+                taint.get("value", ""),
+            )
     if not node_affinity_matches(spec, node):
         return "node(s) didn't match Pod's node affinity/selector"
     return ""

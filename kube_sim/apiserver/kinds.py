@@ -63,19 +63,30 @@ RESET_STATUS_KEYS = {
 }
 
 DEFAULT_TOLERATIONS = [
-    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
-     "tolerationSeconds": 300},
-    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
-     "tolerationSeconds": 300},
+    {
+        "key": "node.kubernetes.io/not-ready",
+        "operator": "Exists",
+        "effect": "NoExecute",
+        "tolerationSeconds": 300,
+    },
+    {
+        "key": "node.kubernetes.io/unreachable",
+        "operator": "Exists",
+        "effect": "NoExecute",
+        "tolerationSeconds": 300,
+    },
 ]
 
 
 def validate_name(rt: ResourceType, name: str) -> None:
     if rt.group == "rbac.authorization.k8s.io":
         if name in (".", "..") or "/" in name or "%" in name:
-            raise invalid(rt.kind, rt.group, name, [
-                ("metadata.name", f'Invalid value: "{name}": may not contain \'/\' or \'%\'')
-            ])
+            raise invalid(
+                rt.kind,
+                rt.group,
+                name,
+                [("metadata.name", f"Invalid value: \"{name}\": may not contain '/' or '%'")],
+            )
         return
     if rt.key in ("/namespaces",):
         ok, msg, limit = LABEL_RE.match(name), LABEL_MSG, 63
@@ -84,11 +95,21 @@ def validate_name(rt: ResourceType, name: str) -> None:
     else:
         ok, msg, limit = SUBDOMAIN_RE.match(name), SUBDOMAIN_MSG, 253
     if not ok:
-        raise invalid(rt.kind, rt.group, name, [("metadata.name", f'Invalid value: "{name}": {msg}')])
+        raise invalid(
+            rt.kind, rt.group, name, [("metadata.name", f'Invalid value: "{name}": {msg}')]
+        )
     if len(name) > limit:
-        raise invalid(rt.kind, rt.group, name, [
-            ("metadata.name", f'Invalid value: "{name}": must be no more than {limit} characters')
-        ])
+        raise invalid(
+            rt.kind,
+            rt.group,
+            name,
+            [
+                (
+                    "metadata.name",
+                    f'Invalid value: "{name}": must be no more than {limit} characters',
+                )
+            ],
+        )
 
 
 class Admission:
@@ -107,8 +128,9 @@ class Admission:
         if hook:
             hook(rt, obj, user)
 
-    def on_update(self, rt: ResourceType, obj: dict[str, Any], old: dict[str, Any],
-                  user: User) -> None:
+    def on_update(
+        self, rt: ResourceType, obj: dict[str, Any], old: dict[str, Any], user: User
+    ) -> None:
         hook = getattr(self, "update_" + _hook_name(rt), None)
         if hook:
             hook(rt, obj, old, user)
@@ -122,8 +144,9 @@ class Admission:
         obj["status"] = {"phase": "Active"}
 
     def update_namespaces(self, rt, obj, old, user) -> None:
-        obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = old[
-            "metadata"]["name"]
+        obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = old["metadata"][
+            "name"
+        ]
 
     def create_pods(self, rt, obj, user) -> None:
         spec = obj.setdefault("spec", {})
@@ -133,34 +156,45 @@ class Admission:
             raise invalid(rt.kind, "", name, [("spec.containers", "Required value")])
         for index, container in enumerate(containers):
             if not container.get("name"):
-                raise invalid(rt.kind, "", name, [(f"spec.containers[{index}].name",
-                                                   "Required value")])
+                raise invalid(
+                    rt.kind, "", name, [(f"spec.containers[{index}].name", "Required value")]
+                )
             if not container.get("image"):
-                raise invalid(rt.kind, "", name, [(f"spec.containers[{index}].image",
-                                                   "Required value")])
+                raise invalid(
+                    rt.kind, "", name, [(f"spec.containers[{index}].image", "Required value")]
+                )
         _default_pod_spec(spec)
         tolerations = spec.setdefault("tolerations", [])
         for default in DEFAULT_TOLERATIONS:
-            if not any(t.get("key") == default["key"] and t.get("effect") in ("", None, "NoExecute")
-                       for t in tolerations):
+            if not any(
+                t.get("key") == default["key"] and t.get("effect") in ("", None, "NoExecute")
+                for t in tolerations
+            ):
                 tolerations.append(dict(default))
         obj["status"] = {"phase": "Pending", "qosClass": _qos_class(spec)}
         if spec.get("nodeName"):
             obj["status"]["conditions"] = [
-                {"type": "PodScheduled", "status": "True",
-                 "lastTransitionTime": timeutil.rfc3339()}
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": timeutil.rfc3339()}
             ]
 
     def update_pods(self, rt, obj, old, user) -> None:
         old_node = old.get("spec", {}).get("nodeName")
         new_node = obj.get("spec", {}).get("nodeName")
         if old_node and new_node != old_node:
-            raise invalid(rt.kind, "", old["metadata"]["name"], [
-                ("spec", "Forbidden: pod updates may not change fields other than "
-                         "`spec.containers[*].image`, `spec.initContainers[*].image`, "
-                         "`spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to "
-                         "existing tolerations), `spec.terminationGracePeriodSeconds`")
-            ])
+            raise invalid(
+                rt.kind,
+                "",
+                old["metadata"]["name"],
+                [
+                    (
+                        "spec",
+                        "Forbidden: pod updates may not change fields other than "
+                        "`spec.containers[*].image`, `spec.initContainers[*].image`, "
+                        "`spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to "
+                        "existing tolerations), `spec.terminationGracePeriodSeconds`",
+                    )
+                ],
+            )
 
     def create_secrets(self, rt, obj, user) -> None:
         obj.setdefault("type", "Opaque")
@@ -199,19 +233,31 @@ class Admission:
             if key in old_spec and not spec.get(key):
                 spec[key] = old_spec[key]
         if spec.get("clusterIP") != old_spec.get("clusterIP"):
-            raise invalid(rt.kind, "", old["metadata"]["name"], [
-                ("spec.clusterIPs[0]", f'Invalid value: []string{{"{spec.get("clusterIP")}"}}: '
-                                       "may not change once set")
-            ])
-        old_ports = {(p.get("port"), p.get("protocol")): p.get("nodePort")
-                     for p in old_spec.get("ports") or []}
+            raise invalid(
+                rt.kind,
+                "",
+                old["metadata"]["name"],
+                [
+                    (
+                        "spec.clusterIPs[0]",
+                        f'Invalid value: []string{{"{spec.get("clusterIP")}"}}: '
+                        "may not change once set",
+                    )
+                ],
+            )
+        old_ports = {
+            (p.get("port"), p.get("protocol")): p.get("nodePort")
+            for p in old_spec.get("ports") or []
+        }
         for port in spec.get("ports") or []:
             port.setdefault("protocol", "TCP")
             port.setdefault("targetPort", port.get("port"))
             if spec.get("type") in ("NodePort", "LoadBalancer") and not port.get("nodePort"):
                 port["nodePort"] = old_ports.get((port.get("port"), port["protocol"])) or (
-                    random.choice([p for p in range(30000, 32768)
-                                   if p not in self._used_node_ports()]))
+                    random.choice(
+                        [p for p in range(30000, 32768) if p not in self._used_node_ports()]
+                    )
+                )
 
     def _used_node_ports(self) -> set[int]:
         return {
@@ -234,21 +280,45 @@ class Admission:
             try:
                 address = ipaddress.ip_address(wanted)
             except ValueError:
-                raise invalid(rt.kind, "", name, [
-                    ("spec.clusterIPs[0]", f'Invalid value: "{wanted}": must be a valid IP address')
-                ]) from None
+                raise invalid(
+                    rt.kind,
+                    "",
+                    name,
+                    [
+                        (
+                            "spec.clusterIPs[0]",
+                            f'Invalid value: "{wanted}": must be a valid IP address',
+                        )
+                    ],
+                ) from None
             if address not in self.service_net:
-                raise invalid(rt.kind, "", name, [
-                    ("spec.clusterIPs", f'Invalid value: []string{{"{wanted}"}}: failed to '
-                                        f"allocate IP {wanted}: the provided IP ({wanted}) is "
-                                        f"not in the valid range. The range of valid IPs is "
-                                        f"{self.service_net}")
-                ])
+                raise invalid(
+                    rt.kind,
+                    "",
+                    name,
+                    [
+                        (
+                            "spec.clusterIPs",
+                            f'Invalid value: []string{{"{wanted}"}}: failed to '
+                            f"allocate IP {wanted}: the provided IP ({wanted}) is "
+                            f"not in the valid range. The range of valid IPs is "
+                            f"{self.service_net}",
+                        )
+                    ],
+                )
             if wanted in used:
-                raise invalid(rt.kind, "", name, [
-                    ("spec.clusterIPs", f'Invalid value: []string{{"{wanted}"}}: failed to '
-                                        f"allocate IP {wanted}: provided IP is already allocated")
-                ])
+                raise invalid(
+                    rt.kind,
+                    "",
+                    name,
+                    [
+                        (
+                            "spec.clusterIPs",
+                            f'Invalid value: []string{{"{wanted}"}}: failed to '
+                            f"allocate IP {wanted}: provided IP is already allocated",
+                        )
+                    ],
+                )
         else:
             size = self.service_net.num_addresses
             band = min(max(16, size // 16), 256)
@@ -275,16 +345,23 @@ class Admission:
             raise invalid(rt.kind, rt.group, name, [("spec.selector", "Required value")])
         if not labelselector_matches(selector, template_labels):
             shown = ", ".join(f'"{k}":"{v}"' for k, v in template_labels.items())
-            raise invalid(rt.kind, rt.group, name, [
-                ("spec.template.metadata.labels",
-                 f"Invalid value: map[string]string{{{shown}}}: "
-                 "`selector` does not match template `labels`")
-            ])
+            raise invalid(
+                rt.kind,
+                rt.group,
+                name,
+                [
+                    (
+                        "spec.template.metadata.labels",
+                        f"Invalid value: map[string]string{{{shown}}}: "
+                        "`selector` does not match template `labels`",
+                    )
+                ],
+            )
         containers = ((spec.get("template") or {}).get("spec") or {}).get("containers")
         if not containers:
-            raise invalid(rt.kind, rt.group, name, [
-                ("spec.template.spec.containers", "Required value")
-            ])
+            raise invalid(
+                rt.kind, rt.group, name, [("spec.template.spec.containers", "Required value")]
+            )
 
     def create_deployments(self, rt, obj, user) -> None:
         self._check_selector(rt, obj)
@@ -335,9 +412,9 @@ class Admission:
         try:
             certs.decode_request(spec.get("request") or "")
         except certs.SigningError as exc:
-            raise invalid(rt.kind, rt.group, name, [
-                ("spec.request", f"Invalid value: []byte{{...}}: {exc}")
-            ]) from None
+            raise invalid(
+                rt.kind, rt.group, name, [("spec.request", f"Invalid value: []byte{{...}}: {exc}")]
+            ) from None
         spec["username"] = user.name
         spec["groups"] = list(user.groups)
         obj["status"] = {}
@@ -357,9 +434,12 @@ def _fold_string_data(rt: ResourceType, obj: dict[str, Any]) -> None:
         try:
             base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError, TypeError):
-            raise invalid(rt.kind, "", obj["metadata"]["name"], [
-                (f"data[{key}]", "Invalid value: illegal base64 data")
-            ]) from None
+            raise invalid(
+                rt.kind,
+                "",
+                obj["metadata"]["name"],
+                [(f"data[{key}]", "Invalid value: illegal base64 data")],
+            ) from None
     for key, value in (obj.pop("stringData", None) or {}).items():
         data[key] = base64.b64encode(str(value).encode()).decode()
     if data:
@@ -396,8 +476,11 @@ def _qos_class(spec: dict[str, Any]) -> str:
         req, lim = res.get("requests") or {}, res.get("limits") or {}
         requests = requests or bool(req)
         limits = limits or bool(lim)
-        if not lim or any(req.get(k, lim.get(k)) != lim.get(k) for k in ("cpu", "memory")) or \
-                not {"cpu", "memory"} <= set(lim):
+        if (
+            not lim
+            or any(req.get(k, lim.get(k)) != lim.get(k) for k in ("cpu", "memory"))
+            or not {"cpu", "memory"} <= set(lim)
+        ):
             guaranteed = False
     if not requests and not limits:
         return "BestEffort"

@@ -112,7 +112,7 @@ def pod_active(pod: dict[str, Any]) -> bool:
 
 
 def node_ready(node: dict[str, Any]) -> str:
-    """"True", "False" or "Unknown" (no condition yet counts as Unknown)."""
+    """ "True", "False" or "Unknown" (no condition yet counts as Unknown)."""
     cond = condition(node, "Ready")
     return (cond or {}).get("status", "Unknown")
 
@@ -128,8 +128,9 @@ def scaled_value(value: Any, total: int, round_up: bool) -> int:
         return 0
 
 
-def pdb_status(pdb: dict[str, Any], pods: list[dict[str, Any]],
-               controller_replicas: dict[str, int]) -> dict[str, Any]:
+def pdb_status(
+    pdb: dict[str, Any], pods: list[dict[str, Any]], controller_replicas: dict[str, int]
+) -> dict[str, Any]:
     """Compute a PodDisruptionBudget status the way the disruption controller does.
 
     ``pods`` are the pods of the PDB's namespace; ``controller_replicas`` maps controller uid to
@@ -138,8 +139,10 @@ def pdb_status(pdb: dict[str, Any], pods: list[dict[str, Any]],
     spec = pdb.get("spec") or {}
     selector = spec.get("selector")
     matching = [
-        p for p in pods
-        if selector is not None and labelselector_matches(selector, labels_of(p))
+        p
+        for p in pods
+        if selector is not None
+        and labelselector_matches(selector, labels_of(p))
         and p.get("status", {}).get("phase") not in ("Succeeded", "Failed")
     ]
     healthy = [p for p in matching if pod_ready(p) and not deleting(p)]

@@ -30,10 +30,13 @@ def _document(group_version: str) -> dict:
         scope = base + ("/namespaces/{namespace}" if r.namespaced else "")
         gvk = {"group": r.group, "version": r.version, "kind": r.kind}
         params = [
-            {"name": "fieldValidation", "in": "query", "schema": {"type": "string"},
-             "uniqueItems": True},
-            {"name": "dryRun", "in": "query", "schema": {"type": "string"},
-             "uniqueItems": True},
+            {
+                "name": "fieldValidation",
+                "in": "query",
+                "schema": {"type": "string"},
+                "uniqueItems": True,
+            },
+            {"name": "dryRun", "in": "query", "schema": {"type": "string"}, "uniqueItems": True},
         ]
         paths[f"{scope}/{r.plural}/{{name}}"] = {
             "patch": {
@@ -85,12 +88,17 @@ def serve(segments: list[str]):
     from .api import Response
 
     if segments == ["v3"]:
-        return Response(200, {
-            "paths": {
-                _gv_path(gv): {"serverRelativeURL": f"/openapi/v3/{_gv_path(gv)}?hash={_hash(gv)}"}
-                for gv in _group_versions()
-            }
-        })
+        return Response(
+            200,
+            {
+                "paths": {
+                    _gv_path(gv): {
+                        "serverRelativeURL": f"/openapi/v3/{_gv_path(gv)}?hash={_hash(gv)}"
+                    }
+                    for gv in _group_versions()
+                }
+            },
+        )
     if len(segments) >= 3 and segments[0] == "v3":
         rest = segments[1:]
         if rest[0] == "api" and len(rest) == 2:

@@ -57,8 +57,9 @@ _PORTS = "ports"
 def _merge_key(path: tuple[str, ...], name: str) -> tuple[bool, str | None]:
     """(is_merge_list, key) for the list field ``name`` found at ``path``."""
     if name == _PORTS:
-        in_container = any(p in ("containers", "initContainers", "ephemeralContainers")
-                           for p in path)
+        in_container = any(
+            p in ("containers", "initContainers", "ephemeralContainers") for p in path
+        )
         if in_container:
             return True, "containerPort"
         if "spec" in path and path[-1:] == ("spec",):
@@ -138,15 +139,19 @@ def _merge_list(current: Any, patch: list, key: str | None, path: tuple[str, ...
                 items.append(value)
         return items
     if any(isinstance(v, dict) and v.get("$patch") == "replace" for v in patch):
-        return [_strip_directives(v) for v in patch
-                if not (isinstance(v, dict) and v.get("$patch") == "replace")]
+        return [
+            _strip_directives(v)
+            for v in patch
+            if not (isinstance(v, dict) and v.get("$patch") == "replace")
+        ]
     for value in patch:
         if not isinstance(value, dict):
             items.append(value)
             continue
         ident = value.get(key)
-        index = next((i for i, it in enumerate(items)
-                      if isinstance(it, dict) and it.get(key) == ident), None)
+        index = next(
+            (i for i, it in enumerate(items) if isinstance(it, dict) and it.get(key) == ident), None
+        )
         if value.get("$patch") == "delete":
             if index is not None:
                 items.pop(index)
@@ -202,9 +207,12 @@ def json_patch(doc: Any, ops: Any) -> Any:
         try:
             doc = _apply_op(doc, op)
         except (KeyError, IndexError, ValueError, TypeError) as exc:
-            raise ApiError(422, f"the server rejected our request due to an error in our "
-                                f"request: json patch {op.get('op')} operation failed: {exc}",
-                           "Invalid") from exc
+            raise ApiError(
+                422,
+                f"the server rejected our request due to an error in our "
+                f"request: json patch {op.get('op')} operation failed: {exc}",
+                "Invalid",
+            ) from exc
     return doc
 
 

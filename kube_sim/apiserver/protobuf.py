@@ -43,8 +43,19 @@ _GROUP_PACKAGES = {
 # Non-pointer ``omitempty`` fields that gogo protobuf always encodes; their zero values are
 # dropped so decoded objects look like the JSON kubectl would have sent.
 _OMIT_ZERO = {
-    "generation", "hostPort", "stdin", "stdinOnce", "tty", "hostIPC", "hostNetwork", "hostPID",
-    "minReadySeconds", "paused", "unschedulable", "readOnly", "restartCount",
+    "generation",
+    "hostPort",
+    "stdin",
+    "stdinOnce",
+    "tty",
+    "hostIPC",
+    "hostNetwork",
+    "hostPID",
+    "minReadySeconds",
+    "paused",
+    "unschedulable",
+    "readOnly",
+    "restartCount",
     "ignoreStoreReadErrorWithClusterBreakingPotential",
 }
 
@@ -73,12 +84,12 @@ def fields(data: bytes) -> list[tuple[int, int, Any]]:
         if wire == 0:
             value, pos = read_varint(data, pos)
         elif wire == 1:
-            value, pos = data[pos:pos + 8], pos + 8
+            value, pos = data[pos : pos + 8], pos + 8
         elif wire == 2:
             length, pos = read_varint(data, pos)
-            value, pos = data[pos:pos + length], pos + length
+            value, pos = data[pos : pos + length], pos + length
         elif wire == 5:
-            value, pos = data[pos:pos + 4], pos + 4
+            value, pos = data[pos : pos + 4], pos + 4
         else:
             raise ValueError(f"unsupported wire type {wire}")
         out.append((number, wire, value))
@@ -198,8 +209,7 @@ def message_for(api_version: str, kind: str) -> str:
             return name
     if META + kind in MESSAGES:
         return META + kind
-    raise bad_request(f"protobuf bodies of {api_version} {kind} are not supported; "
-                      "send JSON")
+    raise bad_request(f"protobuf bodies of {api_version} {kind} are not supported; send JSON")
 
 
 def decode(body: bytes) -> dict[str, Any]:
@@ -207,7 +217,7 @@ def decode(body: bytes) -> dict[str, Any]:
     if not body.startswith(MAGIC):
         raise bad_request("protobuf body without the k8s envelope")
     try:
-        envelope = {n: v for n, _, v in fields(body[len(MAGIC):])}
+        envelope = {n: v for n, _, v in fields(body[len(MAGIC) :])}
         type_meta = {n: v for n, _, v in fields(envelope.get(1, b""))}
         api_version = type_meta.get(1, b"").decode()
         kind = type_meta.get(2, b"").decode()

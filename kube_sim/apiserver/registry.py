@@ -57,75 +57,238 @@ def _add(group: str, version: str, plural: str, kind: str, namespaced: bool, **k
 
 
 # core/v1
-_add("", "v1", "namespaces", "Namespace", False, short_names=("ns",),
-     subresources=(_STATUS, ("finalize", "", ("update",))), has_status=True)
-_add("", "v1", "nodes", "Node", False, short_names=("no",), subresources=(_STATUS,),
-     has_status=True)
-_add("", "v1", "pods", "Pod", True, short_names=("po",), categories=("all",),
-     subresources=(_STATUS, ("binding", "Binding", ("create",)),
-                   ("eviction", "Eviction", ("create",))), has_status=True)
+_add(
+    "",
+    "v1",
+    "namespaces",
+    "Namespace",
+    False,
+    short_names=("ns",),
+    subresources=(_STATUS, ("finalize", "", ("update",))),
+    has_status=True,
+)
+_add(
+    "", "v1", "nodes", "Node", False, short_names=("no",), subresources=(_STATUS,), has_status=True
+)
+_add(
+    "",
+    "v1",
+    "pods",
+    "Pod",
+    True,
+    short_names=("po",),
+    categories=("all",),
+    subresources=(
+        _STATUS,
+        ("binding", "Binding", ("create",)),
+        ("eviction", "Eviction", ("create",)),
+    ),
+    has_status=True,
+)
 _add("", "v1", "bindings", "Binding", True, verbs=("create",))
 _add("", "v1", "secrets", "Secret", True)
 _add("", "v1", "configmaps", "ConfigMap", True, short_names=("cm",))
-_add("", "v1", "services", "Service", True, short_names=("svc",), categories=("all",),
-     subresources=(_STATUS,), has_status=True)
+_add(
+    "",
+    "v1",
+    "services",
+    "Service",
+    True,
+    short_names=("svc",),
+    categories=("all",),
+    subresources=(_STATUS,),
+    has_status=True,
+)
 _add("", "v1", "endpoints", "Endpoints", True, short_names=("ep",))
 _add("", "v1", "serviceaccounts", "ServiceAccount", True, short_names=("sa",))
 _add("", "v1", "events", "Event", True, short_names=("ev",))
-_add("", "v1", "persistentvolumes", "PersistentVolume", False, short_names=("pv",),
-     subresources=(_STATUS,), has_status=True)
-_add("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, short_names=("pvc",),
-     subresources=(_STATUS,), has_status=True)
+_add(
+    "",
+    "v1",
+    "persistentvolumes",
+    "PersistentVolume",
+    False,
+    short_names=("pv",),
+    subresources=(_STATUS,),
+    has_status=True,
+)
+_add(
+    "",
+    "v1",
+    "persistentvolumeclaims",
+    "PersistentVolumeClaim",
+    True,
+    short_names=("pvc",),
+    subresources=(_STATUS,),
+    has_status=True,
+)
 _add("", "v1", "limitranges", "LimitRange", True, short_names=("limits",))
-_add("", "v1", "resourcequotas", "ResourceQuota", True, short_names=("quota",),
-     subresources=(_STATUS,), has_status=True)
-_add("", "v1", "replicationcontrollers", "ReplicationController", True, short_names=("rc",),
-     subresources=(_STATUS,), has_status=True)
+_add(
+    "",
+    "v1",
+    "resourcequotas",
+    "ResourceQuota",
+    True,
+    short_names=("quota",),
+    subresources=(_STATUS,),
+    has_status=True,
+)
+_add(
+    "",
+    "v1",
+    "replicationcontrollers",
+    "ReplicationController",
+    True,
+    short_names=("rc",),
+    subresources=(_STATUS,),
+    has_status=True,
+)
 _add("", "v1", "podtemplates", "PodTemplate", True)
 # apps/v1
-_add("apps", "v1", "deployments", "Deployment", True, short_names=("deploy",),
-     categories=("all",), subresources=(_STATUS, _SCALE), has_status=True)
-_add("apps", "v1", "replicasets", "ReplicaSet", True, short_names=("rs",), categories=("all",),
-     subresources=(_STATUS, _SCALE), has_status=True)
-_add("apps", "v1", "daemonsets", "DaemonSet", True, short_names=("ds",), categories=("all",),
-     subresources=(_STATUS,), has_status=True)
-_add("apps", "v1", "statefulsets", "StatefulSet", True, short_names=("sts",),
-     categories=("all",), subresources=(_STATUS, _SCALE), has_status=True)
+_add(
+    "apps",
+    "v1",
+    "deployments",
+    "Deployment",
+    True,
+    short_names=("deploy",),
+    categories=("all",),
+    subresources=(_STATUS, _SCALE),
+    has_status=True,
+)
+_add(
+    "apps",
+    "v1",
+    "replicasets",
+    "ReplicaSet",
+    True,
+    short_names=("rs",),
+    categories=("all",),
+    subresources=(_STATUS, _SCALE),
+    has_status=True,
+)
+_add(
+    "apps",
+    "v1",
+    "daemonsets",
+    "DaemonSet",
+    True,
+    short_names=("ds",),
+    categories=("all",),
+    subresources=(_STATUS,),
+    has_status=True,
+)
+_add(
+    "apps",
+    "v1",
+    "statefulsets",
+    "StatefulSet",
+    True,
+    short_names=("sts",),
+    categories=("all",),
+    subresources=(_STATUS, _SCALE),
+    has_status=True,
+)
 _add("apps", "v1", "controllerrevisions", "ControllerRevision", True)
 # batch/v1
-_add("batch", "v1", "jobs", "Job", True, categories=("all",), subresources=(_STATUS,),
-     has_status=True)
-_add("batch", "v1", "cronjobs", "CronJob", True, short_names=("cj",), categories=("all",),
-     subresources=(_STATUS,), has_status=True)
+_add(
+    "batch",
+    "v1",
+    "jobs",
+    "Job",
+    True,
+    categories=("all",),
+    subresources=(_STATUS,),
+    has_status=True,
+)
+_add(
+    "batch",
+    "v1",
+    "cronjobs",
+    "CronJob",
+    True,
+    short_names=("cj",),
+    categories=("all",),
+    subresources=(_STATUS,),
+    has_status=True,
+)
 # others
 _add("coordination.k8s.io", "v1", "leases", "Lease", True)
-_add("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, short_names=("pdb",),
-     subresources=(_STATUS,), has_status=True)
-_add("certificates.k8s.io", "v1", "certificatesigningrequests", "CertificateSigningRequest",
-     False, short_names=("csr",),
-     subresources=(_STATUS, ("approval", "", ("get", "patch", "update"))), has_status=True)
+_add(
+    "policy",
+    "v1",
+    "poddisruptionbudgets",
+    "PodDisruptionBudget",
+    True,
+    short_names=("pdb",),
+    subresources=(_STATUS,),
+    has_status=True,
+)
+_add(
+    "certificates.k8s.io",
+    "v1",
+    "certificatesigningrequests",
+    "CertificateSigningRequest",
+    False,
+    short_names=("csr",),
+    subresources=(_STATUS, ("approval", "", ("get", "patch", "update"))),
+    has_status=True,
+)
 _add("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, short_names=("sc",))
 _add("storage.k8s.io", "v1", "csidrivers", "CSIDriver", False)
 _add("storage.k8s.io", "v1", "csinodes", "CSINode", False)
-_add("storage.k8s.io", "v1", "volumeattachments", "VolumeAttachment", False,
-     subresources=(_STATUS,), has_status=True)
+_add(
+    "storage.k8s.io",
+    "v1",
+    "volumeattachments",
+    "VolumeAttachment",
+    False,
+    subresources=(_STATUS,),
+    has_status=True,
+)
 _add("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False)
 _add("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False)
 _add("rbac.authorization.k8s.io", "v1", "roles", "Role", True)
 _add("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True)
 _add("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True)
 _add("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, short_names=("netpol",))
-_add("networking.k8s.io", "v1", "ingresses", "Ingress", True, short_names=("ing",),
-     subresources=(_STATUS,), has_status=True)
+_add(
+    "networking.k8s.io",
+    "v1",
+    "ingresses",
+    "Ingress",
+    True,
+    short_names=("ing",),
+    subresources=(_STATUS,),
+    has_status=True,
+)
 _add("networking.k8s.io", "v1", "ingressclasses", "IngressClass", False)
 _add("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False, short_names=("pc",))
 _add("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", False)
-_add("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
-     False, short_names=("crd", "crds"), subresources=(_STATUS,), has_status=True)
-_add("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
-     "ValidatingWebhookConfiguration", False)
-_add("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
-     "MutatingWebhookConfiguration", False)
+_add(
+    "apiextensions.k8s.io",
+    "v1",
+    "customresourcedefinitions",
+    "CustomResourceDefinition",
+    False,
+    short_names=("crd", "crds"),
+    subresources=(_STATUS,),
+    has_status=True,
+)
+_add(
+    "admissionregistration.k8s.io",
+    "v1",
+    "validatingwebhookconfigurations",
+    "ValidatingWebhookConfiguration",
+    False,
+)
+_add(
+    "admissionregistration.k8s.io",
+    "v1",
+    "mutatingwebhookconfigurations",
+    "MutatingWebhookConfiguration",
+    False,
+)
 _add("events.k8s.io", "v1", "events", "Event", True, short_names=("ev",))
 
 # Resource types without persistence (only their POST endpoint is meaningful).

@@ -169,13 +169,19 @@ def _node_term_matches(term: dict[str, Any], node: dict[str, Any]) -> bool:
         "Lt": "lt",
     }
     for expr in term.get("matchExpressions") or []:
-        req = Requirement(expr.get("key", ""), ops.get(expr.get("operator", ""), "in"),
-                          tuple(expr.get("values") or ()))
+        req = Requirement(
+            expr.get("key", ""),
+            ops.get(expr.get("operator", ""), "in"),
+            tuple(expr.get("values") or ()),
+        )
         if not req.matches(labels):
             return False
     for expr in term.get("matchFields") or []:
-        req = Requirement(expr.get("key", ""), ops.get(expr.get("operator", ""), "in"),
-                          tuple(expr.get("values") or ()))
+        req = Requirement(
+            expr.get("key", ""),
+            ops.get(expr.get("operator", ""), "in"),
+            tuple(expr.get("values") or ()),
+        )
         if not req.matches(fields):
             return False
     return bool(term.get("matchExpressions") or term.get("matchFields"))
@@ -187,12 +193,9 @@ def node_affinity_matches(pod_spec: dict[str, Any], node: dict[str, Any]) -> boo
     for key, value in (pod_spec.get("nodeSelector") or {}).items():
         if labels.get(key) != value:
             return False
-    required = (
-        ((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-            "requiredDuringSchedulingIgnoredDuringExecution"
-        )
-        or {}
-    )
+    required = ((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
     terms = required.get("nodeSelectorTerms")
     if terms:
         return any(_node_term_matches(t, node) for t in terms)
@@ -214,8 +217,11 @@ def toleration_matches(tol: dict[str, Any], taint: dict[str, Any]) -> bool:
     return (tol.get("value") or "") == (taint.get("value") or "")
 
 
-def tolerates(tolerations: list[dict[str, Any]] | None, taints: list[dict[str, Any]] | None,
-              effects: tuple[str, ...] = ("NoSchedule", "NoExecute")) -> bool:
+def tolerates(
+    tolerations: list[dict[str, Any]] | None,
+    taints: list[dict[str, Any]] | None,
+    effects: tuple[str, ...] = ("NoSchedule", "NoExecute"),
+) -> bool:
     for taint in taints or []:
         if taint.get("effect") not in effects:
             continue

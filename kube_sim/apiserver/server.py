@@ -3,6 +3,7 @@ streams. All API semantics live in :mod:`.api`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import select
@@ -39,7 +40,7 @@ class Handler(BaseHTTPRequestHandler):
     timeout = 600  # idle keep-alive connections
     server: ApiServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
     def do_GET(self) -> None:
@@ -90,8 +91,9 @@ class Handler(BaseHTTPRequestHandler):
             log.exception("internal error serving %s %s", self.command, self.path)
             resp = Response(500, ApiError(500, "internal error").status())
         if self.server.verbose:
-            log.info("%s %s %s -> %d", req.user.name if req else "-", self.command, self.path,
-                     resp.code)
+            log.info(
+                "%s %s %s -> %d", req.user.name if req else "-", self.command, self.path, resp.code
+            )
         if resp.stream is not None:
             self._send_stream(resp)
         else:
@@ -154,15 +156,13 @@ class Handler(BaseHTTPRequestHandler):
         try:
             sock.settimeout(0.05)
             data = sock.recv(1)
-        except (ssl.SSLWantReadError, TimeoutError, socket.timeout):
+        except (ssl.SSLWantReadError, TimeoutError):
             return False
         except (OSError, ssl.SSLError):
             return True
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 sock.settimeout(previous)
-            except OSError:
-                pass
         return data == b""
 
 
@@ -171,8 +171,9 @@ class ApiServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
-    def __init__(self, address: tuple[str, int], api: Api, ssl_ctx: ssl.SSLContext,
-                 verbose: bool = False) -> None:
+    def __init__(
+        self, address: tuple[str, int], api: Api, ssl_ctx: ssl.SSLContext, verbose: bool = False
+    ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.api = api
@@ -194,10 +195,8 @@ class ApiServer(ThreadingHTTPServer):
         except (ssl.SSLError, OSError) as exc:
             log.debug("connection with %s ended: %s", client_address, exc)
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 tls.close()
-            except OSError:
-                pass
 
 
 def serve_in_thread(server: ApiServer) -> threading.Thread:

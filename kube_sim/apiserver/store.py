@@ -63,8 +63,12 @@ class Store:
             for obj in items:
                 meta = obj.get("metadata", {})
                 bucket[(meta.get("namespace", ""), meta.get("name", ""))] = obj
-        log.info("loaded %d objects at resourceVersion %d from %s",
-                 sum(len(b) for b in self.objects.values()), self.rv, path)
+        log.info(
+            "loaded %d objects at resourceVersion %d from %s",
+            sum(len(b) for b in self.objects.values()),
+            self.rv,
+            path,
+        )
 
     def snapshot(self) -> str:
         with self.lock:

@@ -74,22 +74,30 @@ def pod_status_text(pod: dict[str, Any]) -> str:
 
 def _pod_ready(pod: dict[str, Any]) -> str:
     total = len((pod.get("spec") or {}).get("containers") or [])
-    ready = sum(1 for cs in (pod.get("status") or {}).get("containerStatuses") or []
-                if cs.get("ready"))
+    ready = sum(
+        1 for cs in (pod.get("status") or {}).get("containerStatuses") or [] if cs.get("ready")
+    )
     return f"{ready}/{total}"
 
 
 def _pod_restarts(pod: dict[str, Any]) -> str:
-    return str(sum(cs.get("restartCount", 0)
-                   for cs in (pod.get("status") or {}).get("containerStatuses") or []))
+    return str(
+        sum(
+            cs.get("restartCount", 0)
+            for cs in (pod.get("status") or {}).get("containerStatuses") or []
+        )
+    )
 
 
 def _readiness_gates(pod: dict[str, Any]) -> str:
     gates = (pod.get("spec") or {}).get("readinessGates") or []
     if not gates:
         return "<none>"
-    ok = sum(1 for g in gates
-             if (condition(pod, g.get("conditionType", "")) or {}).get("status") == "True")
+    ok = sum(
+        1
+        for g in gates
+        if (condition(pod, g.get("conditionType", "")) or {}).get("status") == "True"
+    )
     return f"{ok}/{len(gates)}"
 
 
@@ -203,9 +211,16 @@ def _binding_role(b: dict[str, Any]) -> str:
 
 
 def _subjects(kind: str) -> Cell:
-    return lambda b: _join([s.get("name", "") if kind != "ServiceAccount" else
-                            f"{s.get('namespace', '')}/{s.get('name', '')}"
-                            for s in b.get("subjects") or [] if s.get("kind") == kind], "")
+    return lambda b: _join(
+        [
+            s.get("name", "")
+            if kind != "ServiceAccount"
+            else f"{s.get('namespace', '')}/{s.get('name', '')}"
+            for s in b.get("subjects") or []
+            if s.get("kind") == kind
+        ],
+        "",
+    )
 
 
 NAME: Column = ("Name", "string", 0, _name)
@@ -221,8 +236,12 @@ COLUMNS: dict[str, list[Column]] = {
         AGE,
         ("IP", "string", 1, lambda p: (p.get("status") or {}).get("podIP") or "<none>"),
         ("Node", "string", 1, lambda p: (p.get("spec") or {}).get("nodeName") or "<none>"),
-        ("Nominated Node", "string", 1,
-         lambda p: (p.get("status") or {}).get("nominatedNodeName") or "<none>"),
+        (
+            "Nominated Node",
+            "string",
+            1,
+            lambda p: (p.get("status") or {}).get("nominatedNodeName") or "<none>",
+        ),
         ("Readiness Gates", "string", 1, _readiness_gates),
     ],
     "/nodes": [
@@ -245,14 +264,26 @@ COLUMNS: dict[str, list[Column]] = {
         ("External-IP", "string", 0, _external_ip),
         ("Port(s)", "string", 0, _service_ports),
         AGE,
-        ("Selector", "string", 1,
-         lambda s: _join([f"{k}={v}" for k, v in ((s.get("spec") or {}).get("selector")
-                                                   or {}).items()])),
+        (
+            "Selector",
+            "string",
+            1,
+            lambda s: _join(
+                [f"{k}={v}" for k, v in ((s.get("spec") or {}).get("selector") or {}).items()]
+            ),
+        ),
     ],
-    "/configmaps": [NAME, ("Data", "integer", 0, lambda c: len(c.get("data") or {})
-                           + len(c.get("binaryData") or {})), AGE],
-    "/secrets": [NAME, ("Type", "string", 0, lambda s: s.get("type", "Opaque")),
-                 ("Data", "integer", 0, lambda s: len(s.get("data") or {})), AGE],
+    "/configmaps": [
+        NAME,
+        ("Data", "integer", 0, lambda c: len(c.get("data") or {}) + len(c.get("binaryData") or {})),
+        AGE,
+    ],
+    "/secrets": [
+        NAME,
+        ("Type", "string", 0, lambda s: s.get("type", "Opaque")),
+        ("Data", "integer", 0, lambda s: len(s.get("data") or {})),
+        AGE,
+    ],
     "/serviceaccounts": [NAME, AGE],
     "/endpoints": [NAME, ("Endpoints", "string", 0, _endpoints), AGE],
     "/events": [
@@ -264,14 +295,22 @@ COLUMNS: dict[str, list[Column]] = {
     ],
     "apps/deployments": [
         NAME,
-        ("Ready", "string", 0,
-         lambda d: f"{_status('readyReplicas')(d)}/{_spec('replicas', 1)(d)}"),
+        (
+            "Ready",
+            "string",
+            0,
+            lambda d: f"{_status('readyReplicas')(d)}/{_spec('replicas', 1)(d)}",
+        ),
         ("Up-to-date", "integer", 0, _status("updatedReplicas")),
         ("Available", "integer", 0, _status("availableReplicas")),
         AGE,
         ("Containers", "string", 1, lambda d: _join([c["name"] for c in _template_containers(d)])),
-        ("Images", "string", 1, lambda d: _join([c.get("image", "")
-                                                  for c in _template_containers(d)])),
+        (
+            "Images",
+            "string",
+            1,
+            lambda d: _join([c.get("image", "") for c in _template_containers(d)]),
+        ),
         ("Selector", "string", 1, lambda d: _selector((d.get("spec") or {}).get("selector"))),
     ],
     "apps/replicasets": [
@@ -281,8 +320,12 @@ COLUMNS: dict[str, list[Column]] = {
         ("Ready", "integer", 0, _status("readyReplicas")),
         AGE,
         ("Containers", "string", 1, lambda d: _join([c["name"] for c in _template_containers(d)])),
-        ("Images", "string", 1, lambda d: _join([c.get("image", "")
-                                                  for c in _template_containers(d)])),
+        (
+            "Images",
+            "string",
+            1,
+            lambda d: _join([c.get("image", "") for c in _template_containers(d)]),
+        ),
         ("Selector", "string", 1, lambda d: _selector((d.get("spec") or {}).get("selector"))),
     ],
     "apps/daemonsets": [
@@ -292,17 +335,36 @@ COLUMNS: dict[str, list[Column]] = {
         ("Ready", "integer", 0, _status("numberReady")),
         ("Up-to-date", "integer", 0, _status("updatedNumberScheduled")),
         ("Available", "integer", 0, _status("numberAvailable")),
-        ("Node Selector", "string", 0, lambda d: _join(
-            [f"{k}={v}" for k, v in (((d.get("spec") or {}).get("template") or {}).get("spec", {})
-                                     .get("nodeSelector") or {}).items()])),
+        (
+            "Node Selector",
+            "string",
+            0,
+            lambda d: _join(
+                [
+                    f"{k}={v}"
+                    for k, v in (
+                        ((d.get("spec") or {}).get("template") or {})
+                        .get("spec", {})
+                        .get("nodeSelector")
+                        or {}
+                    ).items()
+                ]
+            ),
+        ),
         AGE,
         ("Containers", "string", 1, lambda d: _join([c["name"] for c in _template_containers(d)])),
-        ("Images", "string", 1, lambda d: _join([c.get("image", "")
-                                                  for c in _template_containers(d)])),
+        (
+            "Images",
+            "string",
+            1,
+            lambda d: _join([c.get("image", "") for c in _template_containers(d)]),
+        ),
         ("Selector", "string", 1, lambda d: _selector((d.get("spec") or {}).get("selector"))),
     ],
     "coordination.k8s.io/leases": [
-        NAME, ("Holder", "string", 0, _spec("holderIdentity", "")), AGE,
+        NAME,
+        ("Holder", "string", 0, _spec("holderIdentity", "")),
+        AGE,
     ],
     "policy/poddisruptionbudgets": [
         NAME,
@@ -316,21 +378,43 @@ COLUMNS: dict[str, list[Column]] = {
         AGE,
         ("SignerName", "string", 0, _spec("signerName", "")),
         ("Requestor", "string", 0, _spec("username", "")),
-        ("RequestedDuration", "string", 0,
-         lambda c: f"{c['spec']['expirationSeconds'] // 3600}h"
-         if (c.get("spec") or {}).get("expirationSeconds") else "<none>"),
+        (
+            "RequestedDuration",
+            "string",
+            0,
+            lambda c: (
+                f"{c['spec']['expirationSeconds'] // 3600}h"
+                if (c.get("spec") or {}).get("expirationSeconds")
+                else "<none>"
+            ),
+        ),
         ("Condition", "string", 0, _csr_condition),
     ],
     "/persistentvolumes": [
         NAME,
-        ("Capacity", "string", 0, lambda v: ((v.get("spec") or {}).get("capacity") or {})
-         .get("storage", "")),
+        (
+            "Capacity",
+            "string",
+            0,
+            lambda v: ((v.get("spec") or {}).get("capacity") or {}).get("storage", ""),
+        ),
         ("Access Modes", "string", 0, lambda v: ",".join(_spec("accessModes", [])(v))),
         ("Reclaim Policy", "string", 0, _spec("persistentVolumeReclaimPolicy", "")),
         ("Status", "string", 0, _status("phase", "")),
-        ("Claim", "string", 0, lambda v: "/".join(
-            filter(None, [((v.get("spec") or {}).get("claimRef") or {}).get(k)
-                          for k in ("namespace", "name")]))),
+        (
+            "Claim",
+            "string",
+            0,
+            lambda v: "/".join(
+                filter(
+                    None,
+                    [
+                        ((v.get("spec") or {}).get("claimRef") or {}).get(k)
+                        for k in ("namespace", "name")
+                    ],
+                )
+            ),
+        ),
         ("StorageClass", "string", 0, _spec("storageClassName", "")),
         AGE,
     ],
@@ -338,8 +422,12 @@ COLUMNS: dict[str, list[Column]] = {
         NAME,
         ("Status", "string", 0, _status("phase", "")),
         ("Volume", "string", 0, _spec("volumeName", "")),
-        ("Capacity", "string", 0, lambda v: ((v.get("status") or {}).get("capacity") or {})
-         .get("storage", "")),
+        (
+            "Capacity",
+            "string",
+            0,
+            lambda v: ((v.get("status") or {}).get("capacity") or {}).get("storage", ""),
+        ),
         ("Access Modes", "string", 0, lambda v: ",".join(_status("accessModes", [])(v))),
         ("StorageClass", "string", 0, _spec("storageClassName", "")),
         AGE,
@@ -349,27 +437,38 @@ COLUMNS: dict[str, list[Column]] = {
         ("Provisioner", "string", 0, lambda s: s.get("provisioner", "")),
         ("ReclaimPolicy", "string", 0, lambda s: s.get("reclaimPolicy", "Delete")),
         ("VolumeBindingMode", "string", 0, lambda s: s.get("volumeBindingMode", "Immediate")),
-        ("AllowVolumeExpansion", "string", 0,
-         lambda s: str(bool(s.get("allowVolumeExpansion"))).lower()),
+        (
+            "AllowVolumeExpansion",
+            "string",
+            0,
+            lambda s: str(bool(s.get("allowVolumeExpansion"))).lower(),
+        ),
         AGE,
     ],
     "rbac.authorization.k8s.io/clusterroles": [NAME, CREATED_AT],
     "rbac.authorization.k8s.io/roles": [NAME, CREATED_AT],
     "rbac.authorization.k8s.io/clusterrolebindings": [
-        NAME, ("Role", "string", 0, _binding_role), AGE,
-        ("Users", "string", 1, _subjects("User")), ("Groups", "string", 1, _subjects("Group")),
+        NAME,
+        ("Role", "string", 0, _binding_role),
+        AGE,
+        ("Users", "string", 1, _subjects("User")),
+        ("Groups", "string", 1, _subjects("Group")),
         ("ServiceAccounts", "string", 1, _subjects("ServiceAccount")),
     ],
     "rbac.authorization.k8s.io/rolebindings": [
-        NAME, ("Role", "string", 0, _binding_role), AGE,
-        ("Users", "string", 1, _subjects("User")), ("Groups", "string", 1, _subjects("Group")),
+        NAME,
+        ("Role", "string", 0, _binding_role),
+        AGE,
+        ("Users", "string", 1, _subjects("User")),
+        ("Groups", "string", 1, _subjects("Group")),
         ("ServiceAccounts", "string", 1, _subjects("ServiceAccount")),
     ],
 }
 
 
-def to_table(rt: ResourceType, objs: list[dict[str, Any]], query: dict[str, str], store,
-             rv: str) -> dict[str, Any]:
+def to_table(
+    rt: ResourceType, objs: list[dict[str, Any]], query: dict[str, str], store, rv: str
+) -> dict[str, Any]:
     columns = COLUMNS.get(rt.key, [NAME, CREATED_AT])
     include = query.get("includeObject", "Metadata")
     rows = []
@@ -389,8 +488,13 @@ def to_table(rt: ResourceType, objs: list[dict[str, Any]], query: dict[str, str]
         "apiVersion": "meta.k8s.io/v1",
         "metadata": {"resourceVersion": rv},
         "columnDefinitions": [
-            {"name": name, "type": ctype, "format": "name" if name == "Name" else "",
-             "description": name, "priority": priority}
+            {
+                "name": name,
+                "type": ctype,
+                "format": "name" if name == "Name" else "",
+                "description": name,
+                "priority": priority,
+            }
             for name, ctype, priority, _ in columns
         ],
         "rows": rows,
@@ -404,5 +508,11 @@ def _safe(fn: Cell, obj: dict[str, Any]) -> Any:
         return ""
 
 
-__all__ = ["controller_ref", "node_status_text", "pod_ready", "pod_status_text", "to_table",
-           "wants_table"]
+__all__ = [
+    "controller_ref",
+    "node_status_text",
+    "pod_ready",
+    "pod_status_text",
+    "to_table",
+    "wants_table",
+]

@@ -21,8 +21,6 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 
@@ -33,29 +31,96 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 def make_client_cert(pki: Path, name: str, cn: str, orgs: tuple[str, ...] = ()) -> tuple[str, str]:
     subject = "".join(f"/O={o}" for o in orgs) + f"/CN={cn}"
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
-             f"{name}.csr", "-subj", subject, cwd=pki)
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.csr",
+        "-subj",
+        subject,
+        cwd=pki,
+    )
     (pki / "client.cnf").write_text("extendedKeyUsage=clientAuth\n")
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-set_serial", str(int(time.time() * 1000)), "-days", "2", "-out", f"{name}.crt",
-             "-extfile", "client.cnf", cwd=pki)
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-set_serial",
+        str(int(time.time() * 1000)),
+        "-days",
+        "2",
+        "-out",
+        f"{name}.crt",
+        "-extfile",
+        "client.cnf",
+        cwd=pki,
+    )
     return str(pki / f"{name}.crt"), str(pki / f"{name}.key")
 
 
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("pki")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-             "ca.crt", "-days", "2", "-subj", "/CN=kubernetes", cwd=d)
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "apiserver.key", "-out",
-             "apiserver.csr", "-subj", "/CN=kube-apiserver", cwd=d)
+def make_pki(d: Path) -> Path:
+    """CA, API server certificate (SAN 127.0.0.1) and an admin client certificate."""
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=kubernetes",
+        cwd=d,
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "apiserver.key",
+        "-out",
+        "apiserver.csr",
+        "-subj",
+        "/CN=kube-apiserver",
+        cwd=d,
+    )
     (d / "server.cnf").write_text(
         "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n"
         "extendedKeyUsage=serverAuth\n"
     )
-    _openssl("x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-set_serial", "1", "-days", "2", "-out", "apiserver.crt", "-extfile", "server.cnf",
-             cwd=d)
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "apiserver.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-set_serial",
+        "1",
+        "-days",
+        "2",
+        "-out",
+        "apiserver.crt",
+        "-extfile",
+        "server.cnf",
+        cwd=d,
+    )
     make_client_cert(d, "admin", "kubernetes-admin", ("system:masters",))
     return d
 
@@ -85,34 +150,74 @@ class ApiServer:
     def kubeconfig(self) -> str:
         path = self.state_dir.parent / f"kubeconfig-{self.port}"
         if not path.exists():
-            path.write_text(json.dumps({
-                "apiVersion": "v1", "kind": "Config",
-                "clusters": [{"name": "sim", "cluster": {
-                    "server": self.url, "certificate-authority": str(self.pki / "ca.crt")}}],
-                "users": [{"name": "admin", "user": {
-                    "client-certificate": str(self.pki / "admin.crt"),
-                    "client-key": str(self.pki / "admin.key")}}],
-                "contexts": [{"name": "sim", "context": {"cluster": "sim", "user": "admin"}}],
-                "current-context": "sim",
-            }))
+            path.write_text(
+                json.dumps(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Config",
+                        "clusters": [
+                            {
+                                "name": "sim",
+                                "cluster": {
+                                    "server": self.url,
+                                    "certificate-authority": str(self.pki / "ca.crt"),
+                                },
+                            }
+                        ],
+                        "users": [
+                            {
+                                "name": "admin",
+                                "user": {
+                                    "client-certificate": str(self.pki / "admin.crt"),
+                                    "client-key": str(self.pki / "admin.key"),
+                                },
+                            }
+                        ],
+                        "contexts": [
+                            {"name": "sim", "context": {"cluster": "sim", "user": "admin"}}
+                        ],
+                        "current-context": "sim",
+                    }
+                )
+            )
         return str(path)
 
     def start(self) -> ApiServer:
         self.log_path = self.state_dir.parent / f"apiserver-{self.port}.log"
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kube_sim.apiserver",
-             "--bind", "127.0.0.1", "--port", str(self.port),
-             "--tls-cert-file", str(self.pki / "apiserver.crt"),
-             "--tls-private-key-file", str(self.pki / "apiserver.key"),
-             "--client-ca-file", str(self.pki / "ca.crt"),
-             "--cluster-signing-cert-file", str(self.pki / "ca.crt"),
-             "--cluster-signing-key-file", str(self.pki / "ca.key"),
-             "--state-dir", str(self.state_dir),
-             "--node-monitor-grace-period", self.grace,
-             "--service-cluster-ip-range", "10.96.0.0/12",
-             "--controller-tick", "0.5s", "--v", "2"],
-            env=env, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
+            [
+                sys.executable,
+                "-m",
+                "kube_sim.apiserver",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--tls-cert-file",
+                str(self.pki / "apiserver.crt"),
+                "--tls-private-key-file",
+                str(self.pki / "apiserver.key"),
+                "--client-ca-file",
+                str(self.pki / "ca.crt"),
+                "--cluster-signing-cert-file",
+                str(self.pki / "ca.crt"),
+                "--cluster-signing-key-file",
+                str(self.pki / "ca.key"),
+                "--state-dir",
+                str(self.state_dir),
+                "--node-monitor-grace-period",
+                self.grace,
+                "--service-cluster-ip-range",
+                "10.96.0.0/12",
+                "--controller-tick",
+                "0.5s",
+                "--v",
+                "2",
+            ],
+            env=env,
+            stdout=open(self.log_path, "ab"),  # noqa: SIM115 - owned by the child process
+            stderr=subprocess.STDOUT,
         )
         deadline = time.time() + 15
         ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
@@ -136,12 +241,20 @@ class ApiServer:
                 self.proc.kill()
                 self.proc.wait()
 
-    def kubectl(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-        proc = subprocess.run([KUBECTL, "--kubeconfig", self.kubeconfig, *args],
-                              capture_output=True, text=True, timeout=timeout)
+    def kubectl(
+        self, *args: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [KUBECTL, "--kubeconfig", self.kubeconfig, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n"
-                                 f"{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({proc.returncode}):\n"
+                f"{proc.stdout}\n{proc.stderr}"
+            )
         return proc
 
     def client(self):
@@ -150,9 +263,15 @@ class ApiServer:
         api_client = config.new_client_from_config(config_file=self.kubeconfig)
         return client, api_client
 
-    def raw(self, method: str, path: str, body: object | None = None, token: str | None = None,
-            cert: tuple[str, str] | None = None,
-            content_type: str = "application/json") -> tuple[int, dict | str]:
+    def raw(
+        self,
+        method: str,
+        path: str,
+        body: object | None = None,
+        token: str | None = None,
+        cert: tuple[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> tuple[int, dict | str]:
         """One HTTPS request without the admin certificate unless ``cert`` is given."""
         ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
         if cert:
@@ -172,25 +291,6 @@ class ApiServer:
             return code, json.loads(text)
         except ValueError:
             return code, text
-
-
-@pytest.fixture(scope="session")
-def apiserver(pki: Path, tmp_path_factory: pytest.TempPathFactory):
-    server = ApiServer(pki, tmp_path_factory.mktemp("server") / "state").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def core(apiserver: ApiServer):
-    client, api_client = apiserver.client()
-    return client.CoreV1Api(api_client)
-
-
-@pytest.fixture(scope="session")
-def apps(apiserver: ApiServer):
-    client, api_client = apiserver.client()
-    return client.AppsV1Api(api_client)
 
 
 class FakeKubelet:
@@ -215,25 +315,48 @@ class FakeKubelet:
     def register(self, name: str, index: int) -> None:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         body = {
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {
-                "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64", **self.labels}},
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "kubernetes.io/hostname": name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    **self.labels,
+                },
+            },
             "spec": {},
             "status": {
                 "conditions": [
-                    {"type": "Ready", "status": "True", "reason": "KubeletReady",
-                     "message": "kubelet is posting ready status", "lastHeartbeatTime": now,
-                     "lastTransitionTime": now}],
-                "addresses": [{"type": "InternalIP", "address": f"10.0.0.{10 + index}"},
-                              {"type": "Hostname", "address": name}],
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "KubeletReady",
+                        "message": "kubelet is posting ready status",
+                        "lastHeartbeatTime": now,
+                        "lastTransitionTime": now,
+                    }
+                ],
+                "addresses": [
+                    {"type": "InternalIP", "address": f"10.0.0.{10 + index}"},
+                    {"type": "Hostname", "address": name},
+                ],
                 "capacity": {"cpu": "2", "memory": "2Gi", "pods": "110"},
                 "allocatable": {"cpu": "2", "memory": "2Gi", "pods": "110"},
-                "nodeInfo": {"kubeletVersion": "v1.36.2-sim", "osImage": "Debian GNU/Linux 12",
-                             "kernelVersion": "6.1.0", "containerRuntimeVersion": "sim://1.0",
-                             "architecture": "amd64", "operatingSystem": "linux",
-                             "machineID": "", "systemUUID": "", "bootID": "",
-                             "kubeProxyVersion": "", "kernelVersion_": ""},
+                "nodeInfo": {
+                    "kubeletVersion": "v1.36.2-sim",
+                    "osImage": "Debian GNU/Linux 12",
+                    "kernelVersion": "6.1.0",
+                    "containerRuntimeVersion": "sim://1.0",
+                    "architecture": "amd64",
+                    "operatingSystem": "linux",
+                    "machineID": "",
+                    "systemUUID": "",
+                    "bootID": "",
+                    "kubeProxyVersion": "",
+                    "kernelVersion_": "",
+                },
             },
         }
         del body["status"]["nodeInfo"]["kernelVersion_"]
@@ -256,8 +379,10 @@ class FakeKubelet:
 
     def heartbeat(self, name: str) -> None:
         now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
-        body = {"metadata": {"name": name, "namespace": "kube-node-lease"},
-                "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now}}
+        body = {
+            "metadata": {"name": name, "namespace": "kube-node-lease"},
+            "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now},
+        }
         try:
             lease = self.coord.read_namespaced_lease(name, "kube-node-lease")
             lease.spec.renew_time = now
@@ -290,24 +415,38 @@ class FakeKubelet:
                 meta = pod.metadata
                 if meta.deletion_timestamp is not None:
                     with contextlib.suppress(self.k.ApiException):
-                        self.core.delete_namespaced_pod(meta.name, meta.namespace,
-                                                        grace_period_seconds=0)
+                        self.core.delete_namespaced_pod(
+                            meta.name, meta.namespace, grace_period_seconds=0
+                        )
                     continue
                 if pod.status.phase == "Running":
                     continue
                 now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-                conds = [{"type": t, "status": "True", "lastTransitionTime": now}
-                         for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")]
-                status = {"status": {
-                    "phase": "Running", "conditions": conds, "hostIP": f"10.0.0.{10 + index}",
-                    "podIP": f"10.244.{index}.{abs(hash(meta.name)) % 250 + 2}",
-                    "startTime": now,
-                    "containerStatuses": [
-                        {"name": c.name, "image": c.image, "imageID": "", "ready": True,
-                         "restartCount": 0, "started": True,
-                         "state": {"running": {"startedAt": now}}}
-                        for c in pod.spec.containers],
-                }}
+                conds = [
+                    {"type": t, "status": "True", "lastTransitionTime": now}
+                    for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")
+                ]
+                status = {
+                    "status": {
+                        "phase": "Running",
+                        "conditions": conds,
+                        "hostIP": f"10.0.0.{10 + index}",
+                        "podIP": f"10.244.{index}.{abs(hash(meta.name)) % 250 + 2}",
+                        "startTime": now,
+                        "containerStatuses": [
+                            {
+                                "name": c.name,
+                                "image": c.image,
+                                "imageID": "",
+                                "ready": True,
+                                "restartCount": 0,
+                                "started": True,
+                                "state": {"running": {"startedAt": now}},
+                            }
+                            for c in pod.spec.containers
+                        ],
+                    }
+                }
                 with contextlib.suppress(self.k.ApiException):
                     self.core.patch_namespaced_pod_status(meta.name, meta.namespace, status)
 
