@@ -143,6 +143,27 @@ class Controllers:
             if (controller_ref(o) or {}).get("uid") == uid
         ]
 
+    def _adopt(
+        self,
+        key: str,
+        owner: dict[str, Any],
+        selector: dict[str, Any] | None,
+    ) -> list[dict[str, Any]]:
+        """Take over orphans (no controller) that match the owner's selector, as the real
+        controllers do after ``--cascade=orphan``."""
+        adopted = []
+        for obj in self.store.list(key, ns_of(owner)):
+            if controller_ref(obj) is not None or deleting(obj):
+                continue
+            if key == "/pods" and not pod_active(obj):
+                continue
+            if not labelselector_matches(selector, labels_of(obj)):
+                continue
+            new = copy.deepcopy(obj)
+            new["metadata"].setdefault("ownerReferences", []).append(owner_ref(owner))
+            adopted.append(self._put(key, new, obj))
+        return adopted
+
     # --- namespaces, service accounts, root CA ------------------------------------------
 
     def namespaces(self) -> None:
@@ -340,6 +361,7 @@ class Controllers:
         desired = int(spec.get("replicas", 1))
         digest = template_hash(template)
         owned = self._owned("apps/replicasets", deploy)
+        owned += self._adopt("apps/replicasets", deploy, spec.get("selector"))
         new_rs = next((rs for rs in owned if labels_of(rs).get(HASH_LABEL) == digest), None)
         revisions = [
             int((rs["metadata"].get("annotations") or {}).get(REVISION, "0") or 0) for rs in owned
@@ -506,6 +528,7 @@ class Controllers:
         spec = rs.get("spec") or {}
         desired = int(spec.get("replicas", 1))
         pods = [p for p in self._owned("/pods", rs) if pod_active(p)]
+        pods += self._adopt("/pods", rs, spec.get("selector"))
         if len(pods) < desired:
             for _ in range(desired - len(pods)):
                 pods.append(self._create_pod_from(rs, spec.get("template") or {}))
