@@ -476,7 +476,17 @@ class Api:
         self, req: Request, rt: ResourceType, ns: str, name: str, sub: str | None
     ) -> Response:
         ctype = req.headers.get("content-type", "").split(";")[0].strip()
-        patch = req.json()
+        try:
+            patch = req.json()
+        except ApiError:
+            if ctype == "application/apply-patch+yaml":
+                raise ApiError(
+                    415,
+                    "this server applies server-side apply bodies written in "
+                    "JSON only (YAML is not supported)",
+                    "UnsupportedMediaType",
+                ) from None
+            raise
         with self.store.lock:
             old = self.store.get(rt.key, ns, name)
             if old is None:

@@ -51,15 +51,26 @@ GENERATION_KEYS = {
     "apiextensions.k8s.io/customresourcedefinitions",
 }
 
-# status is reset on create for these (nodes, namespaces and CSRs keep or build their own)
-RESET_STATUS_KEYS = {
-    "apps/deployments",
-    "apps/replicasets",
-    "apps/daemonsets",
-    "apps/statefulsets",
-    "batch/jobs",
-    "policy/poddisruptionbudgets",
-    "/replicationcontrollers",
+# status is reset on create for these (nodes, namespaces and CSRs keep or build their own);
+# the values are the fields Go always serialises (no omitempty), which clients may require.
+RESET_STATUS: dict[str, dict[str, int]] = {
+    "apps/deployments": {},
+    "apps/replicasets": {"replicas": 0},
+    "apps/daemonsets": {
+        "currentNumberScheduled": 0,
+        "numberMisscheduled": 0,
+        "desiredNumberScheduled": 0,
+        "numberReady": 0,
+    },
+    "apps/statefulsets": {"replicas": 0, "availableReplicas": 0},
+    "batch/jobs": {},
+    "policy/poddisruptionbudgets": {
+        "disruptionsAllowed": 0,
+        "currentHealthy": 0,
+        "desiredHealthy": 0,
+        "expectedPods": 0,
+    },
+    "/replicationcontrollers": {"replicas": 0},
 }
 
 DEFAULT_TOLERATIONS = [
@@ -122,8 +133,8 @@ class Admission:
     # --- entry points -------------------------------------------------------------------
 
     def on_create(self, rt: ResourceType, obj: dict[str, Any], user: User) -> None:
-        if rt.key in RESET_STATUS_KEYS:
-            obj["status"] = {}
+        if rt.key in RESET_STATUS:
+            obj["status"] = dict(RESET_STATUS[rt.key])
         hook = getattr(self, "create_" + _hook_name(rt), None)
         if hook:
             hook(rt, obj, user)

@@ -286,8 +286,29 @@ def test_kubectl_drain(apiserver: ApiServer, kubelet, core, apps):
             ),
         ),
     )
+    labels = {"app": "agent"}
+    apps.create_namespaced_daemon_set(
+        ns,
+        k8s.V1DaemonSet(
+            metadata=k8s.V1ObjectMeta(name="agent"),
+            spec=k8s.V1DaemonSetSpec(
+                selector=k8s.V1LabelSelector(match_labels=labels),
+                template=k8s.V1PodTemplateSpec(
+                    metadata=k8s.V1ObjectMeta(labels=labels),
+                    spec=k8s.V1PodSpec(
+                        containers=[k8s.V1Container(name="agent", image="agent:1")],
+                        volumes=[k8s.V1Volume(name="tmp", empty_dir={})],
+                    ),
+                ),
+            ),
+        ),
+    )
+    wait_for(
+        lambda: (apps.read_namespaced_daemon_set("agent", ns).status.number_ready or 0) == 2,
+        message="daemonset ready",
+    )
     before = [p for p in core.list_namespaced_pod(ns).items if p.spec.node_name == "node-1"]
-    assert before
+    assert len(before) >= 2
     try:
         out = apiserver.kubectl(
             "drain",
@@ -299,14 +320,18 @@ def test_kubectl_drain(apiserver: ApiServer, kubelet, core, apps):
         )
         assert "node/node-1 drained" in out.stdout
         assert core.read_node("node-1").spec.unschedulable is True
+        assert "ignoring DaemonSet-managed Pods" in out.stderr
         left = [
-            p.metadata.name
+            p.metadata.labels["app"]
             for p in core.list_namespaced_pod(ns).items
             if p.spec.node_name == "node-1"
         ]
-        assert left == []
+        assert left == ["agent"]  # the DaemonSet pod stays, as with a real drain
         wait_for(lambda: ready_replicas(apps, ns, "api") == 4, message="recreated elsewhere")
-        assert {p.spec.node_name for p in core.list_namespaced_pod(ns).items} == {"node-2"}
+        api_nodes = {
+            p.spec.node_name for p in core.list_namespaced_pod(ns, label_selector="app=api").items
+        }
+        assert api_nodes == {"node-2"}
     finally:
         apiserver.kubectl("uncordon", "node-1")
     core.delete_namespace(ns)
