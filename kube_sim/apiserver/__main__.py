@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             controllers.kick()
 
     api = Api(store, args.service_cluster_ip_range, f"{advertise}:{args.port}", on_change=kick)
-    api.ensure_defaults(root_ca, args.port)
+    api.ensure_defaults(root_ca, args.port, advertise)
     controllers = Controllers(
         api,
         node_monitor_grace=timeutil.parse_duration(args.node_monitor_grace_period),

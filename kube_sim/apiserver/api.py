@@ -983,7 +983,7 @@ class Api:
 
     # --- bootstrap ----------------------------------------------------------------------
 
-    def ensure_defaults(self, root_ca_pem: str | None, port: int) -> None:
+    def ensure_defaults(self, root_ca_pem: str | None, port: int, address: str = "") -> None:
         """Objects a fresh cluster has: namespaces, the kubernetes Service and its Endpoints."""
         system = User("system:apiserver", ["system:masters"], "x509")
         with self.store.lock:
@@ -1021,6 +1021,26 @@ class Api:
                                 }
                             ],
                         },
+                    },
+                    system,
+                )
+            if address and self.store.get("/endpoints", "default", "kubernetes") is None:
+                self.create_object(
+                    by_key("/endpoints"),
+                    {
+                        "kind": "Endpoints",
+                        "apiVersion": "v1",
+                        "metadata": {
+                            "name": "kubernetes",
+                            "namespace": "default",
+                            "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"},
+                        },
+                        "subsets": [
+                            {
+                                "addresses": [{"ip": address}],
+                                "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+                            }
+                        ],
                     },
                     system,
                 )

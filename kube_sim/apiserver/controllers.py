@@ -91,6 +91,7 @@ class Controllers:
             self.scheduler,
             self.deployments,
             self.disruption_budgets,
+            self.endpoints,
             self.certificates,
         ]
 
@@ -758,6 +759,81 @@ class Controllers:
                 )
                 self._put_status("policy/poddisruptionbudgets", new, pdb)
 
+    # --- endpoints ----------------------------------------------------------------------
+
+    def endpoints(self) -> None:
+        """Endpoints for Services with a selector, from the pods that have an IP."""
+        with self.store.lock:
+            services = {(ns_of(s), name_of(s)): s for s in self.store.list("/services")}
+            for ep in self.store.list("/endpoints"):
+                svc = services.get((ns_of(ep), name_of(ep)))
+                if svc is None or not (svc.get("spec") or {}).get("selector"):
+                    if (ep["metadata"].get("labels") or {}).get(MANAGED_BY) == ENDPOINTS_CTRL:
+                        self.store.remove("/endpoints", ep)
+            for svc in services.values():
+                selector = (svc.get("spec") or {}).get("selector")
+                if selector:
+                    self._sync_endpoints(svc, selector)
+
+    def _sync_endpoints(self, svc: dict[str, Any], selector: dict[str, str]) -> None:
+        ns = ns_of(svc)
+        pods = [
+            p
+            for p in self.store.list("/pods", ns)
+            if all(labels_of(p).get(k) == v for k, v in selector.items())
+            and (p.get("status") or {}).get("podIP")
+            and not deleting(p)
+        ]
+        ready, not_ready = [], []
+        for pod in pods:
+            address = {
+                "ip": pod["status"]["podIP"],
+                "nodeName": (pod.get("spec") or {}).get("nodeName", ""),
+                "targetRef": {
+                    "kind": "Pod",
+                    "namespace": ns,
+                    "name": name_of(pod),
+                    "uid": uid_of(pod),
+                },
+            }
+            (ready if pod_ready(pod) else not_ready).append(address)
+        ports = []
+        for port in (svc.get("spec") or {}).get("ports") or []:
+            target = port.get("targetPort", port.get("port"))
+            if isinstance(target, str) and not target.isdigit():
+                target = _named_port(pods, target)
+                if target is None:
+                    continue
+            entry = {"port": int(target), "protocol": port.get("protocol", "TCP")}
+            if port.get("name"):
+                entry["name"] = port["name"]
+            ports.append(entry)
+        subset: dict[str, Any] = {"ports": ports}
+        if ready:
+            subset["addresses"] = ready
+        if not_ready:
+            subset["notReadyAddresses"] = not_ready
+        subsets = [subset] if pods and ports else []
+        labels = dict(labels_of(svc), **{MANAGED_BY: ENDPOINTS_CTRL})
+        current = self.store.get("/endpoints", ns, name_of(svc))
+        if current is None:
+            body = {
+                "kind": "Endpoints",
+                "apiVersion": "v1",
+                "metadata": {"name": name_of(svc), "namespace": ns, "labels": labels},
+            }
+            if subsets:
+                body["subsets"] = subsets
+            self.api.create_object(by_key("/endpoints"), body, SYSTEM)
+        elif (current.get("subsets") or []) != subsets or labels_of(current) != labels:
+            new = copy.deepcopy(current)
+            new["metadata"]["labels"] = labels
+            if subsets:
+                new["subsets"] = subsets
+            else:
+                new.pop("subsets", None)
+            self._put("/endpoints", new, current)
+
     # --- certificate signing requests ---------------------------------------------------
 
     def certificates(self) -> None:
@@ -823,6 +899,19 @@ class Controllers:
                 status["certificate"] = base64.b64encode(certificate).decode()
                 log.info("signed CSR %s for %s", name_of(csr), spec.get("username"))
             self._put_status(key, new, current)
+
+
+MANAGED_BY = "endpoints.kubernetes.io/managed-by"
+ENDPOINTS_CTRL = "endpoint-controller"
+
+
+def _named_port(pods: list[dict[str, Any]], name: str) -> int | None:
+    for pod in pods:
+        for container in (pod.get("spec") or {}).get("containers") or []:
+            for port in container.get("ports") or []:
+                if port.get("name") == name:
+                    return int(port["containerPort"])
+    return None
 
 
 def _csr_cond(ctype: str, reason: str, message: str, stamp: str) -> dict[str, Any]:

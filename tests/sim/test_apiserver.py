@@ -198,6 +198,13 @@ def test_deployment_scheduled_ready_and_listed(apiserver: ApiServer, kubelet, co
     assert deploy_row.split()[:4] == ["web", "3/3", "3", "3"]
     apiserver.kubectl("wait", "--for=condition=Available", "deploy/web", "-n", ns, "--timeout=10s")
 
+    apiserver.kubectl("expose", "deploy/web", "-n", ns, "--port=80", "--target-port=8080")
+    endpoints = wait_for(
+        lambda: core.read_namespaced_endpoints("web", ns).subsets, message="endpoints"
+    )
+    assert sorted(a.ip for a in endpoints[0].addresses) == sorted(p.status.pod_ip for p in pods)
+    assert [p.port for p in endpoints[0].ports] == [8080]
+
     apiserver.kubectl("scale", "deploy/web", "-n", ns, "--replicas=1")
     wait_for(
         lambda: (
