@@ -767,9 +767,9 @@ class Controllers:
             services = {(ns_of(s), name_of(s)): s for s in self.store.list("/services")}
             for ep in self.store.list("/endpoints"):
                 svc = services.get((ns_of(ep), name_of(ep)))
-                if svc is None or not (svc.get("spec") or {}).get("selector"):
-                    if (ep["metadata"].get("labels") or {}).get(MANAGED_BY) == ENDPOINTS_CTRL:
-                        self.store.remove("/endpoints", ep)
+                orphaned = svc is None or not (svc.get("spec") or {}).get("selector")
+                if orphaned and labels_of(ep).get(MANAGED_BY) == ENDPOINTS_CTRL:
+                    self.store.remove("/endpoints", ep)
             for svc in services.values():
                 selector = (svc.get("spec") or {}).get("selector")
                 if selector:
