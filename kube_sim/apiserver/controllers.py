@@ -93,6 +93,7 @@ class Controllers:
             self.disruption_budgets,
             self.endpoints,
             self.certificates,
+            self.expire_events,
         ]
 
     # --- loop ---------------------------------------------------------------------------
@@ -135,6 +136,51 @@ class Controllers:
         current = self.store.get(key, ns_of(obj), name_of(obj))
         if current is not None and uid_of(current) == uid_of(obj):
             self.api.delete_object(by_key(key), current, options)
+
+    def event(
+        self, obj: dict[str, Any], etype: str, reason: str, message: str, component: str
+    ) -> None:
+        """Record a core/v1 Event about ``obj`` (caller holds the lock)."""
+        ns = ns_of(obj) or "default"
+        if self.store.get("/namespaces", "", ns) is None or deleting(
+            self.store.get("/namespaces", "", ns) or {}
+        ):
+            return
+        stamp = timeutil.rfc3339()
+        self.api.create_object(
+            by_key("/events"),
+            {
+                "kind": "Event",
+                "apiVersion": "v1",
+                "metadata": {"name": f"{name_of(obj)}.{int(time.time() * 1e9):x}", "namespace": ns},
+                "involvedObject": {
+                    "kind": obj.get("kind", ""),
+                    "apiVersion": obj.get("apiVersion"),
+                    "name": name_of(obj),
+                    "namespace": ns_of(obj),
+                    "uid": uid_of(obj),
+                },
+                "reason": reason,
+                "message": message,
+                "type": etype,
+                "source": {"component": component},
+                "firstTimestamp": stamp,
+                "lastTimestamp": stamp,
+                "count": 1,
+                "reportingComponent": component,
+                "reportingInstance": "",
+            },
+            SYSTEM,
+        )
+
+    def expire_events(self) -> None:
+        """Events live one hour, as with the real --event-ttl."""
+        horizon = timeutil.now() - EVENT_TTL
+        with self.store.lock:
+            for ev in self.store.list("/events"):
+                created = timeutil.parse_time(ev["metadata"].get("creationTimestamp")) or 0.0
+                if created < horizon:
+                    self.store.remove("/events", ev)
 
     def _owned(self, key: str, owner: dict[str, Any]) -> list[dict[str, Any]]:
         uid = uid_of(owner)
@@ -272,6 +318,13 @@ class Controllers:
                                 stamp,
                             )
                         log.info("node %s stopped heartbeating: Ready=Unknown", name_of(node))
+                        self.event(
+                            node,
+                            "Normal",
+                            "NodeNotReady",
+                            f"Node {name_of(node)} status is now: NodeNotReady",
+                            "node-controller",
+                        )
                 self._reconcile_taints(new, stamp)
                 if new.get("status") != node.get("status"):
                     node = self.api.write(by_key("/nodes"), new, node, SYSTEM, "status")
@@ -400,6 +453,13 @@ class Controllers:
                 SYSTEM,
             )
             created = True
+            self.event(
+                deploy,
+                "Normal",
+                "ScalingReplicaSet",
+                f"Scaled up replica set {name_of(new_rs)} from 0 to {desired}",
+                "deployment-controller",
+            )
         elif (new_rs.get("spec") or {}).get("replicas") != desired:
             new = copy.deepcopy(new_rs)
             new["spec"]["replicas"] = desired
@@ -532,7 +592,15 @@ class Controllers:
         pods += self._adopt("/pods", rs, spec.get("selector"))
         if len(pods) < desired:
             for _ in range(desired - len(pods)):
-                pods.append(self._create_pod_from(rs, spec.get("template") or {}))
+                pod = self._create_pod_from(rs, spec.get("template") or {})
+                pods.append(pod)
+                self.event(
+                    rs,
+                    "Normal",
+                    "SuccessfulCreate",
+                    f"Created pod: {name_of(pod)}",
+                    "replicaset-controller",
+                )
         elif len(pods) > desired:
 
             def rank(p: dict[str, Any]) -> tuple:
@@ -546,6 +614,13 @@ class Controllers:
             pods.sort(key=rank)
             for pod in pods[: len(pods) - desired]:
                 self._delete("/pods", pod)
+                self.event(
+                    rs,
+                    "Normal",
+                    "SuccessfulDelete",
+                    f"Deleted pod: {name_of(pod)}",
+                    "replicaset-controller",
+                )
             pods = [p for p in self._owned("/pods", rs) if pod_active(p)]
         selector = spec.get("selector")
         ready = sum(1 for p in pods if pod_ready(p))
@@ -710,6 +785,13 @@ class Controllers:
                     best = min(fits, key=lambda n: (load[name_of(n)], name_of(n)))
                     self.api.bind_pod(pod, name_of(best))
                     load[name_of(best)] += 1
+                    self.event(
+                        pod,
+                        "Normal",
+                        "Scheduled",
+                        f"Successfully assigned {ns_of(pod)}/{name_of(pod)} to {name_of(best)}",
+                        "default-scheduler",
+                    )
                     continue
                 detail = ", ".join(f"{count} {why}" for why, count in sorted(reasons.items()))
                 message = f"0/{len(nodes)} nodes are available" + (
@@ -731,7 +813,9 @@ class Controllers:
                     },
                     timeutil.rfc3339(),
                 )
-                self._put_status("/pods", new, pod)
+                if new.get("status") != pod.get("status"):
+                    self._put_status("/pods", new, pod)
+                    self.event(pod, "Warning", "FailedScheduling", message, "default-scheduler")
 
     # --- disruption budgets -------------------------------------------------------------
 
@@ -901,6 +985,7 @@ class Controllers:
             self._put_status(key, new, current)
 
 
+EVENT_TTL = 3600.0
 MANAGED_BY = "endpoints.kubernetes.io/managed-by"
 ENDPOINTS_CTRL = "endpoint-controller"
 

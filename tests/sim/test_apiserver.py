@@ -198,6 +198,8 @@ def test_deployment_scheduled_ready_and_listed(apiserver: ApiServer, kubelet, co
     assert deploy_row.split()[:4] == ["web", "3/3", "3", "3"]
     apiserver.kubectl("wait", "--for=condition=Available", "deploy/web", "-n", ns, "--timeout=10s")
 
+    described = apiserver.kubectl("describe", "pod", pods[0].metadata.name, "-n", ns).stdout
+    assert f"Successfully assigned {ns}/{pods[0].metadata.name} to " in described
     apiserver.kubectl("expose", "deploy/web", "-n", ns, "--port=80", "--target-port=8080")
     endpoints = wait_for(
         lambda: core.read_namespaced_endpoints("web", ns).subsets, message="endpoints"
