@@ -290,11 +290,12 @@ def removal_policy(ctx) -> RemovalPolicy:
 
 def _execution_parameters(ctx) -> dict:
     """The parameters of the execution running this operation. A manager serves them over
-    REST; local mode keeps them in its storage, which its operations' ctx.get_execution()
-    does not read (it returns a stub), so they are read from there directly."""
-    if not ctx.local:
+    REST. Local mode keeps them in its storage, which an operation's ctx.get_execution() does
+    not read (it returns a stub): they are read from there, the storage local operations get."""
+    storage = getattr(ctx._endpoint, "storage", None)  # set in local mode only
+    if storage is None:
         return dict(ctx.get_execution().parameters or {})
-    execution = ctx._endpoint.storage.get_execution(ctx.execution_id) or {}
+    execution = storage.get_execution(ctx.execution_id) or {}
     return dict(execution.get("parameters") or {})
 
 
