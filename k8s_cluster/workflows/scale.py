@@ -79,10 +79,10 @@ def scale(
     include, exclude = _id_list(include_instances), _id_list(exclude_instances)
     if delta > 0 and (include or exclude):
         raise ScaleError("include_instances and exclude_instances are only for scaling in")
-    removed = choose_removed(ctx, entity, -delta, include, exclude) if delta < 0 else []
+    removed = choose_removed(ctx, entity, -delta, include, exclude) if delta < 0 else {}
     ctx.logger.info(
         f"Scaling {entity.name} from {entity.current} to {entity.current + delta} instance(s)"
-        + (f", removing {', '.join(removed)}" if removed else "")
+        + "".join(f"; removing {unit} ({', '.join(ids)})" for unit, ids in removed.items())
     )
     with parallel_tasks(ctx), local_modifications(ctx):
         scale_entity(
@@ -91,8 +91,8 @@ def scale(
             delta=delta,
             scale_compute=False,  # the host was resolved above
             ignore_failure=ignore_failure,
-            include_instances=removed,
-            exclude_instances=exclude,
+            include_instances=list(removed),  # exactly those go: exclusions are applied
+            exclude_instances=[],
             rollback_if_failed=rollback_if_failed,
             abort_started=abort_started,
             **kwargs,
@@ -255,7 +255,10 @@ def _age(instances: Iterable) -> int:
     return max((instance._node_instance.get("index") or 0 for instance in instances), default=0)
 
 
-def choose_removed(ctx, entity: Entity, count: int, include: list, exclude: list) -> list[str]:
+def choose_removed(
+    ctx, entity: Entity, count: int, include: list, exclude: list
+) -> dict[str, list[str]]:
+    """The units to remove (see scale_units), each with its node instance ids."""
     units = scale_units(ctx, entity)
     unit_of = {unit: unit for unit in units}
     unit_of.update({i.id: unit for unit, instances in units.items() for i in instances})
@@ -284,4 +287,4 @@ def choose_removed(ctx, entity: Entity, count: int, include: list, exclude: list
             f"exclude_instances keeps {len(kept)} instance(s) of {entity.name}: "
             f"fewer than {count} are left to remove"
         )
-    return chosen
+    return {unit: sorted(i.id for i in units[unit]) for unit in chosen}

@@ -32,7 +32,8 @@ class Deployment:
     def __init__(self, base: Path) -> None:
         self.base = base
         self.calls_file = base / "calls.jsonl"
-        self.fail_flag = base / "fail-create"
+        self.fail_create = base / "fail-create"
+        self.fail_stop = base / "fail-stop"
         self.env = dict(
             os.environ,
             CFY_WORKDIR=str(base / "cfy"),
@@ -114,7 +115,7 @@ def _overlap(calls: list[dict]) -> bool:
     return max(c["start"] for c in calls) < min(c["end"] for c in calls)
 
 
-def _removed_unchanged(dep: Deployment, before: dict, result) -> None:
+def _refused_with_nothing_changed(dep: Deployment, before: dict, result) -> None:
     """A refused scale: failed, no operation ran, every instance exactly as it was."""
     assert result.returncode != 0
     assert "Nothing was changed" in result.stdout
@@ -195,15 +196,42 @@ def test_scale_in_honours_include_instances(dep):
     assert stops[0]["policy"] == {"strict": False, "drain_timeout": 300.0, "grace_period": None}
 
 
+def test_a_worker_that_cannot_be_drained_is_kept(dep):
+    before = dep.instances()
+    dep.fail_stop.touch()
+    dep.clear_calls()
+
+    result = dep.scale("scalable_entity_name=workers", "delta=-1", check=False)
+    dep.fail_stop.unlink()
+
+    assert result.returncode != 0 and "blocked on purpose" in result.stdout
+    assert [c["operation"] for c in dep.calls("scale")] == ["stop"]
+    assert dep.instances() == before  # rolled back: kept, in the state it was in
+    assert dep.group_count("workers") == 2
+
+
+def test_scale_in_honours_exclude_instances(dep):
+    instances = dep.instances()
+    newest = max(dep.ids("worker_host"), key=lambda h: instances[h].get("index") or 0)
+    its_worker = next(
+        w for w in dep.ids("worker") if instances[w]["relationships"][0]["target_id"] == newest
+    )
+
+    dep.scale("scalable_entity_name=workers", "delta=-1", f"exclude_instances={its_worker}")
+
+    assert dep.ids("worker_host") == {newest} and dep.ids("worker") == {its_worker}
+    assert dep.group_count("workers") == 1
+
+
 def test_below_the_minimum_is_refused(dep):
     before = dep.instances()
     dep.clear_calls()
 
-    result = dep.scale("scalable_entity_name=workers", "delta=-2", check=False)
+    result = dep.scale("scalable_entity_name=workers", "delta=-1", check=False)
 
-    _removed_unchanged(dep, before, result)
-    assert "cannot scale workers by -2: it has 2 instance(s) and its minimum is 1" in result.stdout
-    assert dep.group_count("workers") == 2
+    _refused_with_nothing_changed(dep, before, result)
+    assert "cannot scale workers by -1: it has 1 instance(s) and its minimum is 1" in result.stdout
+    assert dep.group_count("workers") == 1
 
 
 @pytest.mark.parametrize("entity", ["control_planes", "control_plane"])
@@ -213,7 +241,7 @@ def test_control_planes_are_refused(dep, entity):
 
     result = dep.scale(f"scalable_entity_name={entity}", "delta=1", check=False)
 
-    _removed_unchanged(dep, before, result)
+    _refused_with_nothing_changed(dep, before, result)
     assert "control planes are not scaled through this workflow" in result.stdout
 
 
@@ -222,7 +250,7 @@ def test_bad_parameters_change_nothing(dep):
     dep.clear_calls()
 
     result = dep.scale("scalable_entity_name=nosuch", "delta=1", check=False)
-    _removed_unchanged(dep, before, result)
+    _refused_with_nothing_changed(dep, before, result)
     assert "nothing named 'nosuch' to scale" in result.stdout
 
     dep.scale("scalable_entity_name=workers", "delta=0")
@@ -231,31 +259,31 @@ def test_bad_parameters_change_nothing(dep):
 
 def test_failed_scale_out_rolls_back_then_succeeds_when_run_again(dep):
     before = set(dep.instances())
-    dep.fail_flag.touch()
+    dep.fail_create.touch()
     dep.clear_calls()
 
     result = dep.scale("scalable_entity_name=workers", "delta=2", check=False)
 
     assert result.returncode != 0 and "failed on purpose" in result.stdout
     assert set(dep.instances()) == before
-    assert dep.group_count("workers") == 2
+    assert dep.group_count("workers") == 1
     failed = {c["instance"] for c in dep.calls("scale") if c["operation"] == "delete"}
     assert len(failed) == 2 and not failed & before  # the rollback uninstalled the new hosts
 
-    dep.fail_flag.unlink()
+    dep.fail_create.unlink()
     dep.scale("scalable_entity_name=workers", "delta=2")
 
-    assert len(dep.ids("worker_host")) == 4 and len(dep.ids("worker")) == 4
-    assert dep.group_count("workers") == 4
+    assert len(dep.ids("worker_host")) == 3 and len(dep.ids("worker")) == 3
+    assert dep.group_count("workers") == 3
 
 
 def test_a_modification_left_started_is_rolled_back_by_abort_started(dep):
     before = set(dep.instances())
-    dep.fail_flag.touch()
+    dep.fail_create.touch()
     result = dep.scale(
         "scalable_entity_name=workers", "delta=1", "rollback_if_failed=false", check=False
     )
-    dep.fail_flag.unlink()
+    dep.fail_create.unlink()
     assert result.returncode != 0
     left = set(dep.instances()) - before  # the failed instance is kept, its modification open
     assert len(left) == 2
@@ -267,7 +295,7 @@ def test_a_modification_left_started_is_rolled_back_by_abort_started(dep):
     dep.scale("scalable_entity_name=workers", "delta=1", "abort_started=true")
 
     hosts = dep.ids("worker_host")
-    assert len(hosts) == 5 and not hosts & left and dep.group_count("workers") == 5
+    assert len(hosts) == 4 and not hosts & left and dep.group_count("workers") == 4
 
 
 def test_uninstall_removes_every_instance(dep):

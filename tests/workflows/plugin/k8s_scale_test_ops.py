@@ -1,7 +1,8 @@
 """Operations of the scale tests' stand-in nodes: each records its call to a JSON-lines file.
 
 Set by the test: K8S_SCALE_TEST_DIR, a folder holding `calls.jsonl` (one line per call) and,
-when present, `fail-create` (every create of a worker host then fails).
+when present, `fail-create` (every create of a worker host then fails) or `fail-stop` (every
+stop of a worker fails, as a drain that cannot finish does).
 """
 
 from __future__ import annotations
@@ -57,3 +58,5 @@ def create_host(**_):
 def stop_worker(**_):
     policy = removal_policy(ctx)
     _record(policy=policy.__dict__)
+    if (_folder() / "fail-stop").exists():
+        raise NonRecoverableError(f"drain of {ctx.instance.id} blocked on purpose")
