@@ -20,8 +20,8 @@ them from this execution's parameters, see `k8s_cluster.operations.removal_polic
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from cloudify.decorators import workflow
 from cloudify.exceptions import NonRecoverableError
@@ -236,23 +236,26 @@ def check_bounds(entity: Entity, delta: int) -> None:
 # --- which instances go ------------------------------------------------------------------------
 
 
-def scale_units(ctx, entity: Entity) -> dict[str, list]:
-    """What a scale-in removes whole: each group instance, or each instance of the node, with
-    every node instance that goes with it (its members and what they contain)."""
-    units: dict[str, list] = {}
+@dataclass
+class Unit:
+    """What a scale-in removes whole: a group instance, or an instance of the scaled node."""
+
+    instances: list = field(default_factory=list)  # with the instances they contain
+    age: int = 0  # the highest index of its group members or node instance (module docstring)
+
+
+def scale_units(ctx, entity: Entity) -> dict[str, Unit]:
+    units: dict[str, Unit] = {}
     for instance in ctx.node_instances:
         if entity.is_group:
             keys = [g["id"] for g in instance.scaling_groups if g["name"] == entity.name]
         else:
             keys = [instance.id] if instance.node_id == entity.name else []
         for key in keys:
-            units.setdefault(key, []).extend(instance.get_contained_subgraph())
+            unit = units.setdefault(key, Unit())
+            unit.instances.extend(instance.get_contained_subgraph())
+            unit.age = max(unit.age, instance._node_instance.get("index") or 0)
     return units
-
-
-def _age(instances: Iterable) -> int:
-    """The highest node instance index among them (see the module docstring)."""
-    return max((instance._node_instance.get("index") or 0 for instance in instances), default=0)
 
 
 def choose_removed(
@@ -261,12 +264,12 @@ def choose_removed(
     """The units to remove (see scale_units), each with its node instance ids."""
     units = scale_units(ctx, entity)
     unit_of = {unit: unit for unit in units}
-    unit_of.update({i.id: unit for unit, instances in units.items() for i in instances})
+    unit_of.update({i.id: key for key, unit in units.items() for i in unit.instances})
     unknown = [i for i in include + exclude if i not in unit_of]
     if unknown:
         raise ScaleError(
             f"{', '.join(unknown)}: not instances of {entity.name}; its instances are "
-            + "; ".join(f"{u}: {', '.join(sorted(i.id for i in units[u]))}" for u in sorted(units))
+            + "; ".join(f"{u}: {', '.join(_ids(units[u]))}" for u in sorted(units))
         )
     chosen = list(dict.fromkeys(unit_of[i] for i in include))
     kept = {unit_of[i] for i in exclude}
@@ -280,11 +283,15 @@ def choose_removed(
             f"({', '.join(chosen)}) but delta removes {count}"
         )
     others = [u for u in units if u not in chosen and u not in kept]
-    others.sort(key=lambda u: (_age(units[u]), u), reverse=True)
+    others.sort(key=lambda u: (units[u].age, u), reverse=True)
     chosen += others[: count - len(chosen)]
     if len(chosen) < count:
         raise ScaleError(
             f"exclude_instances keeps {len(kept)} instance(s) of {entity.name}: "
             f"fewer than {count} are left to remove"
         )
-    return {unit: sorted(i.id for i in units[unit]) for unit in chosen}
+    return {unit: _ids(units[unit]) for unit in chosen}
+
+
+def _ids(unit: Unit) -> list[str]:
+    return sorted(instance.id for instance in unit.instances)

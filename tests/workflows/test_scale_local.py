@@ -90,12 +90,9 @@ def _private_key(path: Path) -> None:
     path.chmod(0o600)
 
 
-@pytest.fixture(scope="module")
-def dep(tmp_path_factory) -> Deployment:
-    deployment = Deployment(tmp_path_factory.mktemp("scale"))
-    key = deployment.base / "id_ed25519"
-    _private_key(key)
-    settings = {
+def _settings(key: Path) -> dict:
+    """Cluster settings that pass validation: existing machines, which are never touched."""
+    return {
         "infrastructure_provider": "existing",
         "worker_count": 2,
         "ssh_private_key_file": str(key),
@@ -105,8 +102,15 @@ def dep(tmp_path_factory) -> Deployment:
             {"address": "192.0.2.12", "role": "worker"},
         ],
     }
+
+
+@pytest.fixture(scope="module")
+def dep(tmp_path_factory) -> Deployment:
+    deployment = Deployment(tmp_path_factory.mktemp("scale"))
+    key = deployment.base / "id_ed25519"
+    _private_key(key)
     inputs = deployment.base / "inputs.yaml"
-    inputs.write_text(yaml.safe_dump({"settings": settings}))
+    inputs.write_text(yaml.safe_dump({"settings": _settings(key)}))
     deployment.cfy("install", str(BLUEPRINT), "-b", NAME, "-i", str(inputs))
     return deployment
 
@@ -309,3 +313,26 @@ def test_uninstall_removes_every_instance(dep):
     assert deleted == hosts_and_nodes
     assert not list((dep.base / "cfy/.cloudify/profiles/local/deployments").iterdir())
     assert not (dep.base / "state" / NAME).exists()
+
+
+def test_scale_with_in_memory_storage(tmp_path, monkeypatch):
+    """Local mode through the API (cloudify.workflows.local), whose default storage is memory."""
+    from cloudify.workflows import local
+
+    monkeypatch.syspath_prepend(str(HERE / "plugin"))
+    monkeypatch.setenv("K8S_CLUSTER_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("K8S_SCALE_TEST_DIR", str(tmp_path))
+    key = tmp_path / "id_ed25519"
+    _private_key(key)
+    env = local.init_env(str(BLUEPRINT), name="memory", inputs={"settings": _settings(key)})
+    env.execute("install", task_retries=0)
+
+    def hosts() -> set[str]:
+        return {i.id for i in env.storage.get_node_instances(node_id="worker_host")}
+
+    installed = hosts()
+    env.execute("scale", {"scalable_entity_name": "workers", "delta": 1}, task_retries=0)
+    assert len(hosts()) == 3 and installed < hosts()
+    env.execute("scale", {"scalable_entity_name": "workers", "delta": -1}, task_retries=0)
+    assert hosts() == installed
+    env.execute("uninstall", task_retries=0)
