@@ -7,11 +7,13 @@ the added or removed instances, rollback on failure), with the tasks widened lik
 (`local_modification`).
 
 Which instances a scale-in removes: those named in include_instances, then the newest others,
-never those in exclude_instances. "Newest" is by node instance index: a Cloudify Manager
+never those in exclude_instances (an instance of a group stands for its whole group instance,
+a contained instance for its host). "Newest" is by node instance index: a Cloudify Manager
 numbers a node's instances in the order it creates them, and the local modification support
 numbers the instances it adds the same way; instances made by install have no number in local
-mode and count as the oldest. Ties go to the higher instance id. The choice is made here and
-given to `scale_entity` as include_instances, since left to itself it removes any instances.
+mode and count as the oldest. A group instance is as new as its newest member instance (what
+they contain is not counted); ties go to the higher id. The choice is made here and given to
+`scale_entity` as include_instances: left to itself it removes instances in no set order.
 
 The drain parameters are not used here: the Worker's stop operation (remove_worker_node) reads
 them from this execution's parameters, see `k8s_cluster.operations.removal_policy`.
@@ -68,6 +70,7 @@ def scale(
     allow_ungraceful_removal=False,
     **kwargs,
 ):
+    """Parameters: see `scale` in blueprints/types/base.yaml."""
     delta = _integer("delta", delta)
     check_drain_parameters(drain_timeout, drain_grace_period, allow_ungraceful_removal)
     entity = resolve_entity(ctx, scalable_entity_name, scale_compute)
