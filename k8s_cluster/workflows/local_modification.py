@@ -137,8 +137,8 @@ class LocalModificationHandler(LocalCloudifyWorkflowContextHandler):
         }
 
     def _modification_id(self, modified_nodes: dict) -> str:
-        """Derived from the execution and the request, so that starting the same modification
-        again (an interrupted start, retried) yields the same id, hence the same instance ids."""
+        """Derived from the deployment, the execution and the request; it also seeds the new
+        instance ids, so the same start, repeated, makes the same instances (and host names)."""
         execution = self.workflow_ctx.execution_id
         earlier = sum(
             1 for m in self._store.modifications() if m["context"].get("execution_id") == execution
