@@ -223,23 +223,16 @@ def _label_worker(api, name: str) -> tuple[bool, str]:
 
 @operation(resumable=True)
 def remove_worker_node(ctx, **_):
-    """Uninstall of a worker: drain it (bounded), then delete its Node."""
+    """Stop of a worker: drain it, then delete its Node. How the drain may end depends on the
+    workflow (see removal_policy): bounded under uninstall; strict under scale, where a drain
+    that cannot finish keeps the worker (and fails the operation, so scale rolls back)."""
     props = ctx.instance.runtime_properties
     kubeconfig = Path(props.get("kubeconfig_path", "/nonexistent"))
     name = props.get("node_name")
     if not name or not kubeconfig.exists():
         return
     api = kube.core_api(kubeconfig)
-    try:
-        result = kube.drain(api, name, timeout=UNINSTALL_DRAIN_TIMEOUT)
-    except (kube.ApiException, OSError) as err:
-        ctx.logger.warning(f"Could not drain {name} ({err}); the cluster is being removed anyway")
-    else:
-        if not result.complete:
-            ctx.logger.warning(
-                f"Drain of {name} stopped after {UNINSTALL_DRAIN_TIMEOUT} s; pods left: "
-                + ", ".join(f"{pod} ({why})" for pod, why in result.blocked.items())
-            )
+    _drain_for_removal(ctx, api, name, removal_policy(ctx))
     kube.delete_node(api, name)
     ctx.logger.info(f"Node {name} drained and deleted")
 
@@ -257,3 +250,91 @@ def reset_node(ctx, **_):
         ctx.logger.warning(f"Could not reset {host.name}: {err}")
         return
     ctx.logger.info(f"Node {host.name} reset")
+
+
+# --- removing a worker: how strictly to drain --------------------------------------------------
+
+SCALE_WORKFLOW = "scale"
+SCALE_DRAIN_TIMEOUT = 300  # the scale workflow's default drain_timeout
+
+
+class RemovalPolicy:
+    """How a worker's stop drains it. strict: a drain that cannot finish keeps the worker.
+    grace_period None: each pod's own terminationGracePeriodSeconds."""
+
+    def __init__(self, strict: bool, drain_timeout: float, grace_period: int | None) -> None:
+        self.strict = strict
+        self.drain_timeout = drain_timeout
+        self.grace_period = grace_period
+
+    def __repr__(self) -> str:
+        return f"RemovalPolicy({self.__dict__})"
+
+
+UNINSTALL_POLICY = RemovalPolicy(False, UNINSTALL_DRAIN_TIMEOUT, grace_period=None)
+
+
+def removal_policy(ctx) -> RemovalPolicy:
+    """The removal policy of the workflow running this operation.
+
+    Under `scale`, it comes from that execution's own parameters (drain_timeout,
+    drain_grace_period, allow_ungraceful_removal): the execution record is the one place that
+    holds them on a manager and in local mode alike, so nothing has to be written anywhere or
+    cleaned up afterwards, and a retried or resumed task reads the same values. Any other
+    workflow (uninstall, heal) keeps the bounded drain that removes the worker in any case.
+    """
+    if ctx.workflow_id != SCALE_WORKFLOW:
+        return UNINSTALL_POLICY
+    params = _execution_parameters(ctx)
+    grace = int(params.get("drain_grace_period", -1))
+    return RemovalPolicy(
+        strict=not params.get("allow_ungraceful_removal", False),
+        drain_timeout=float(params.get("drain_timeout", SCALE_DRAIN_TIMEOUT)),
+        grace_period=None if grace < 0 else grace,
+    )
+
+
+def _execution_parameters(ctx) -> dict:
+    """The parameters of the execution running this operation. A manager serves them over
+    REST. Local mode keeps them in its storage, which an operation's ctx.get_execution() does
+    not read (it returns a stub): they are read from there, the storage local operations get."""
+    storage = getattr(ctx._endpoint, "storage", None)  # set in local mode only
+    if storage is None:
+        return dict(ctx.get_execution().parameters or {})
+    execution = storage.get_execution(ctx.execution_id) or {}
+    return dict(execution.get("parameters") or {})
+
+
+def _drain_for_removal(ctx, api, name: str, policy: RemovalPolicy) -> None:
+    """Drain the Node before it is deleted, as strictly as the policy says."""
+    try:
+        result = kube.drain(
+            api, name, timeout=policy.drain_timeout, grace_period=policy.grace_period
+        )
+    except (kube.ApiException, OSError) as err:
+        if policy.strict:
+            _uncordon(ctx, api, name)
+            raise NonRecoverableError(f"Could not drain {name} ({err}); it is kept") from None
+        ctx.logger.warning(f"Could not drain {name} ({err}); removing it anyway")
+        return
+    if result.complete:
+        return
+    blocked = ", ".join(f"{pod} ({why})" for pod, why in result.blocked.items())
+    if policy.strict:
+        _uncordon(ctx, api, name)
+        raise NonRecoverableError(
+            f"Drain of {name} did not finish in {policy.drain_timeout:g} s, so it is kept "
+            f"(uncordoned). Pods that blocked it: {blocked}. Fix them, give a longer "
+            "drain_timeout, or allow_ungraceful_removal=true to remove it anyway."
+        )
+    ctx.logger.warning(
+        f"Drain of {name} stopped after {policy.drain_timeout:g} s; removing it with pods left: "
+        + blocked
+    )
+
+
+def _uncordon(ctx, api, name: str) -> None:
+    try:
+        kube.set_unschedulable(api, name, False)
+    except (kube.ApiException, OSError) as err:
+        ctx.logger.warning(f"Could not uncordon {name}: {err}")
