@@ -23,7 +23,8 @@ from k8s_cluster.hosts import lxc_network
 
 ROOT = Path(__file__).resolve().parents[2]
 CFY = str(Path(sys.executable).with_name("cfy"))
-SUBNET = "10.79.0.0/24"  # the test hosts' bridge network
+# the test hosts' bridge network; another value lets two test sessions run side by side
+SUBNET = os.environ.get("K8S_E2E_SUBNET", "10.79.0.0/24")
 GATEWAY = str(next(ipaddress.ip_network(SUBNET).hosts()))
 
 
