@@ -15,10 +15,11 @@ integers -> int, floats -> float, anything else -> str. Quoted scalars are alway
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
-__all__ = ["YAMLError", "load", "load_all", "dump", "dump_all"]
+__all__ = ["YAMLError", "dump", "dump_all", "load", "load_all"]
 
 
 class YAMLError(ValueError):
@@ -81,7 +82,7 @@ def resolve_plain(text: str) -> Any:
 
 
 class _Line:
-    __slots__ = ("number", "indent", "text", "raw")
+    __slots__ = ("indent", "number", "raw", "text")
 
     def __init__(self, number: int, raw: str) -> None:
         self.number = number
@@ -474,9 +475,8 @@ def _split_documents(text: str) -> list[list[_Line]]:
         if raw.rstrip() == "...":
             docs.append([])
             continue
-        if "\t" in raw[: len(raw) - len(raw.lstrip(" \t"))]:
-            if raw.strip():
-                raise YAMLError(f"line {number}: tabs are not allowed in indentation")
+        if "\t" in raw[: len(raw) - len(raw.lstrip(" \t"))] and raw.strip():
+            raise YAMLError(f"line {number}: tabs are not allowed in indentation")
         docs.append(docs.pop() + [_Line(number, raw)])
     return docs
 
@@ -515,7 +515,7 @@ def _scalar(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        if value != value:
+        if math.isnan(value):
             return ".nan"
         if value in (float("inf"), float("-inf")):
             return ".inf" if value > 0 else "-.inf"
@@ -552,7 +552,7 @@ def _emit(value: Any, indent: int, out: list[str]) -> None:
                 out.append(f"{pad}{k}: {_inline(item)}")
     elif isinstance(value, list):
         for item in value:
-            if (isinstance(item, dict) or isinstance(item, list)) and item:
+            if (isinstance(item, (dict, list))) and item:
                 sub: list[str] = []
                 _emit(item, indent + 2, sub)
                 sub[0] = pad + "- " + sub[0][indent + 2 :]
