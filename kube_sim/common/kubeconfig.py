@@ -137,7 +137,7 @@ def credentials(config: dict[str, Any], source: str = "kubeconfig") -> Credentia
 def load(path: str) -> Credentials:
     """Credentials from a kubeconfig file on the host."""
     try:
-        text = paths.host(path).read_text()
+        text = paths.given(path).read_text()
     except OSError as exc:
         raise KubeconfigError(f"failed to load kubeconfig {path}: {exc.strerror}") from exc
     return credentials(parse(text, path), path)

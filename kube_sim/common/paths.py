@@ -63,3 +63,11 @@ def write_file(path: str, data: str | bytes, mode: int = 0o644) -> Path:
     os.chmod(tmp, mode)
     os.replace(tmp, target)
     return target
+
+
+def given(path: str) -> Path:
+    """A path the user gave on the command line: below KUBE_SIM_ROOT if it exists there."""
+    prefixed = host(path)
+    if prefixed.exists() or not Path(path).exists():
+        return prefixed
+    return Path(path)

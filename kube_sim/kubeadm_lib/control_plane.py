@@ -22,6 +22,8 @@ def apiserver_args(settings: InitSettings) -> list[str]:
         "0.0.0.0",
         "--port",
         str(settings.bind_port),
+        "--advertise-address",
+        settings.advertise_address,
         "--tls-cert-file",
         str(paths.host(f"{pki}/apiserver.crt")),
         "--tls-private-key-file",

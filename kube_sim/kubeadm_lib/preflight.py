@@ -18,14 +18,14 @@ def check_name_for_path(kind: str, path: str) -> str:
 
 
 def file_available(path: str) -> tuple[str, str | None]:
-    name = check_name_for_path("FileAvailable-", path)
+    name = check_name_for_path("FileAvailable", path)
     if paths.host(path).exists():
         return name, f"{path} already exists"
     return name, None
 
 
 def dir_available(path: str) -> tuple[str, str | None]:
-    name = check_name_for_path("DirAvailable-", path)
+    name = check_name_for_path("DirAvailable", path)
     target = paths.host(path)
     if target.is_dir() and any(target.iterdir()):
         return name, f"{path} is not empty"
@@ -63,7 +63,7 @@ def cri(cri_socket: str) -> tuple[str, str | None]:
         return "CRI", (
             "container runtime is not running: validate CRI v1 runtime API for endpoint "
             f'"{cri_socket}": rpc error: code = Unavailable desc = connection error: dial unix '
-            f"{path}: connect: {exc.strerror or exc}"
+            f"{path}: connect: {(exc.strerror or str(exc)).lower()}"
         )
     finally:
         sock.close()
@@ -71,7 +71,7 @@ def cri(cri_socket: str) -> tuple[str, str | None]:
 
 
 def ip_forward() -> tuple[str, str | None]:
-    name = check_name_for_path("FileContent-", paths.IP_FORWARD)
+    name = check_name_for_path("FileContent", paths.IP_FORWARD)
     try:
         content = paths.host(paths.IP_FORWARD).read_text().strip()
     except OSError:
@@ -82,11 +82,10 @@ def ip_forward() -> tuple[str, str | None]:
 
 
 def kubelet_service_warning() -> str | None:
-    manager = services.Processes({}) if services.no_systemd() else services.Systemd()
     if services.no_systemd():
         return None
     try:
-        enabled = manager.is_enabled("kubelet.service")
+        enabled = services.Systemd().is_enabled("kubelet.service")
     except OSError:
         return None
     if not enabled:
