@@ -47,6 +47,7 @@ StartLimitIntervalSec=0
 
 [Service]
 Environment=PYTHONPATH=/usr/lib/kube-sim
+Environment=PYTHONDONTWRITEBYTECODE=1
 ExecStart={exec_start}
 Restart=always
 RestartSec=2
