@@ -26,7 +26,7 @@ class YAMLError(ValueError):
     """The text is not in the supported YAML subset (or is not YAML at all)."""
 
 
-_INT_RE = re.compile(r"^[-+]?(0|[1-9][0-9]*)$")
+_INT_RE = re.compile(r"^[-+]?[0-9]+$")
 _OCT_HEX_RE = re.compile(r"^0o[0-7]+$|^0x[0-9a-fA-F]+$")
 _FLOAT_RE = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
 _NULLS = {"", "~", "null", "Null", "NULL"}
