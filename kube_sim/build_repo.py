@@ -24,7 +24,6 @@ import tempfile
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
-from typing import Self
 
 from kube_sim.common import unitfiles
 
@@ -309,7 +308,7 @@ class Signer:
         self.key_dir = key_dir
         self.secret_file = key_dir / "secret-key.asc"
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> Signer:
         self._tmp = tempfile.mkdtemp(prefix="ksg-")
         os.chmod(self._tmp, 0o700)
         self.home = self._tmp

@@ -9,6 +9,7 @@ $KUBE_SIM_ROOT/run/kube-sim. The command lines are the ones the systemd units wo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -168,10 +169,8 @@ class Processes:
                 break
             time.sleep(0.05)
         else:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self._pidfile(name).unlink(missing_ok=True)
 
     def logs(self, name: str, lines: int = 20) -> str:

@@ -426,10 +426,7 @@ class _Parser:
         while body and body[-1] == "":
             body = body[:-1]
             trailing += 1
-        if style == "|":
-            text = "\n".join(body)
-        else:
-            text = _fold(body)
+        text = "\n".join(body) if style == "|" else _fold(body)
         if not body:
             return ""
         if chomp == "-":
@@ -477,7 +474,7 @@ def _split_documents(text: str) -> list[list[_Line]]:
             continue
         if "\t" in raw[: len(raw) - len(raw.lstrip(" \t"))] and raw.strip():
             raise YAMLError(f"line {number}: tabs are not allowed in indentation")
-        docs.append(docs.pop() + [_Line(number, raw)])
+        docs[-1].append(_Line(number, raw))
     return docs
 
 

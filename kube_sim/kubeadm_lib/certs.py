@@ -144,7 +144,7 @@ def write_kubeconfigs(settings: InitSettings, ca: ClusterCA, say: Callable[[str]
 
 
 def write_kubelet_client_pem(cert_pem: str, key_pem: str) -> None:
-    """/var/lib/kubelet/pki/kubelet-client-current.pem: certificate and key, as kubelet keeps them."""
+    """Write kubelet-client-current.pem: certificate and key in one file, as kubelet keeps them."""
     paths.host(paths.KUBELET_PKI_DIR).mkdir(parents=True, exist_ok=True)
     paths.write_file(paths.KUBELET_CLIENT_PEM, cert_pem.rstrip("\n") + "\n" + key_pem, 0o600)
 

@@ -63,7 +63,7 @@ def run(force: bool) -> None:
         unit.unlink(missing_ok=True)
         try:
             manager.daemon_reload()
-        except Exception as exc:  # noqa: BLE001 - a failed reload must not stop the reset
+        except Exception as exc:
             warn(f"[reset] WARNING: systemctl daemon-reload failed: {exc}")
     say(f'[reset] Unmounting mounted directories in "{paths.KUBELET_DIR}"')
     say(f"[reset] Deleting contents of directories: [{' '.join(DIRECTORIES)}]")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any
 
@@ -135,10 +136,8 @@ def delete_token(client: ApiClient, id_or_token: str) -> str:
                 f'"{tokens.SECRET_PREFIX}{token_id}" not found'
             ) from exc
         raise
-    try:
+    with contextlib.suppress(ApiError):
         prune_signatures(client, {t.token_id for t in list_tokens(client)}, also_remove=token_id)
-    except ApiError:
-        pass
     return token_id
 
 

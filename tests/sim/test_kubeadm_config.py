@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from kube_sim.kubeadm_lib import config
+from kube_sim.kubeadm_lib.config import ConfigError
 
-from kube_sim.kubeadm_lib import config  # noqa: E402
-from kube_sim.kubeadm_lib.config import ConfigError  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 GOOD = """\
 apiVersion: kubeadm.k8s.io/v1beta4
@@ -192,7 +191,7 @@ def test_empty_taints_mean_none() -> None:
         (
             "  bindPort: 6443",
             '  bindPort: "6443"',
-            'InitConfiguration.localAPIEndpoint.bindPort: Invalid value: "6443": expected an integer',
+            'localAPIEndpoint.bindPort: Invalid value: "6443": expected an integer',
         ),
         ("  bindPort: 6443", "  bindPort: 70000", "must be between 1 and 65535"),
         (

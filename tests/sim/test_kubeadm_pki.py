@@ -1,20 +1,17 @@
-"""Certificates, CA pins, bootstrap tokens, JWS signatures and kubeconfigs of the kubeadm stand-in."""
+"""Certificates, CA pins, bootstrap tokens, JWS signatures and kubeconfigs (kubeadm stand-in)."""
 
 from __future__ import annotations
 
 import base64
 import re
 import subprocess
-import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from kube_sim.common import kubeconfig, paths, pki, timeutil  # noqa: E402
-from kube_sim.kubeadm_lib import certs, config, tokenops, tokens  # noqa: E402
+from kube_sim.common import kubeconfig, paths, pki, timeutil
+from kube_sim.kubeadm_lib import certs, config, tokenops, tokens
 
 CONFIG = """\
 apiVersion: kubeadm.k8s.io/v1beta4
@@ -181,7 +178,7 @@ def test_token_format_and_secret() -> None:
     assert all(tokens.TOKEN_RE.match(t) for t in seen)
     with pytest.raises(ValueError, match="was not of the form"):
         tokens.split("abc.def")
-    now = datetime(2030, 1, 1, tzinfo=UTC)
+    now = datetime(2030, 1, 1, tzinfo=timezone.utc)
     token = tokens.BootstrapToken("abcdef.0123456789abcdef", description="w-1", ttl=900)
     secret = token.secret(now)
     assert secret["metadata"] == {"name": "bootstrap-token-abcdef", "namespace": "kube-system"}
@@ -216,7 +213,7 @@ def test_jws_detached_signature() -> None:
 
 
 def test_token_table_and_durations() -> None:
-    now = datetime(2030, 1, 1, tzinfo=UTC)
+    now = datetime(2030, 1, 1, tzinfo=timezone.utc)
     found = [
         tokens.BootstrapToken(
             "abcdef.0123456789abcdef", expires=now + timedelta(hours=23, minutes=59)

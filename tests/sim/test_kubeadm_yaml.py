@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from kube_sim.common import yamlsubset  # noqa: E402
-from kube_sim.common.yamlsubset import YAMLError  # noqa: E402
+from kube_sim.common import yamlsubset
+from kube_sim.common.yamlsubset import YAMLError
 
 INIT_CONFIG = """\
 # rendered by the product
