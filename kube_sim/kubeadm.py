@@ -51,6 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(v)
     v.add_argument("--config", required=True)
     v.add_argument("--allow-experimental-api", action="store_true")
+    images = config_sub.add_parser("images")
+    _add_common(images)
+    images_sub = images.add_subparsers(dest="images_command", parser_class=_Parser)
+    for name in ("list", "pull"):
+        ip = images_sub.add_parser(name)
+        _add_common(ip)
+        ip.add_argument("--config")
+        ip.add_argument("--kubernetes-version")
+        ip.add_argument("--cri-socket")
+        ip.add_argument("-o", "--output", default="text")
+
+    p = sub.add_parser("certs")
+    _add_common(p)
+    certs_sub = p.add_subparsers(dest="certs_command", parser_class=_Parser)
+    _add_common(certs_sub.add_parser("certificate-key"))
 
     p = sub.add_parser("init")
     _add_common(p)
@@ -143,12 +158,47 @@ def cmd_version(args: argparse.Namespace) -> None:
         raise KubeadmError(f"invalid output format: {args.output}")
 
 
+IMAGES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")
+
+
 def cmd_config(args: argparse.Namespace) -> None:
+    if args.config_command == "images":
+        _config_images(args)
+        return
     if args.config_command != "validate":
-        raise KubeadmError("kube-sim kubeadm supports `kubeadm config validate --config FILE`")
+        raise KubeadmError(
+            "kube-sim kubeadm supports `kubeadm config validate` and `kubeadm config images`"
+        )
     for line in config.validate_file(args.config):
         print(line, file=sys.stderr)
     print("ok")
+
+
+def _config_images(args: argparse.Namespace) -> None:
+    """`config images list|pull`: the images a real control plane would use (none is pulled)."""
+    if args.images_command not in ("list", "pull"):
+        raise KubeadmError("use one of: kubeadm config images list|pull")
+    wanted = args.kubernetes_version
+    if args.config:
+        cluster = config.read_documents(args.config).by_kind.get("ClusterConfiguration") or {}
+        wanted = wanted or cluster.get("kubernetesVersion")
+    tag = wanted or f"v{version.kube_version()}"
+    tag = tag if tag.startswith("v") else f"v{tag}"
+    images = [f"registry.k8s.io/{name}:{tag}" for name in IMAGES]
+    images += ["registry.k8s.io/coredns/coredns:v1.12.1", "registry.k8s.io/pause:3.10"]
+    for image in images:
+        if args.images_command == "list":
+            print(image)
+        else:
+            print(f"[config/images] Pulled {image} (kube-sim: simulated, nothing downloaded)")
+
+
+def cmd_certs(args: argparse.Namespace) -> None:
+    if args.certs_command != "certificate-key":
+        raise KubeadmError("kube-sim kubeadm supports `kubeadm certs certificate-key` only")
+    import secrets
+
+    print(secrets.token_hex(32))
 
 
 def cmd_init(args: argparse.Namespace) -> None:
@@ -294,6 +344,7 @@ def cmd_reset(args: argparse.Namespace) -> None:
 COMMANDS = {
     "version": cmd_version,
     "config": cmd_config,
+    "certs": cmd_certs,
     "init": cmd_init,
     "join": cmd_join,
     "token": cmd_token,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import sys
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kube_sim.common import netinfo, paths, services, yamlsubset
@@ -80,7 +81,7 @@ def kubelet_healthz(port: int, timeout: float) -> float | None:
     return waited if ok else None
 
 
-def start_kubelet(manager: control_plane.Manager, settings_kubelet: dict[str, Any]) -> None:
+def start_kubelet(manager: control_plane.Manager) -> None:
     say("[kubelet-start] Starting the kubelet")
     try:
         manager.restart(control_plane.KUBELET_SERVICE)
@@ -268,6 +269,15 @@ def success_message(settings: InitSettings, ca_pem: str, certificate_key: str | 
     say(f"\t--discovery-token-ca-cert-hash {parts[1].strip()} ")
 
 
+@contextlib.contextmanager
+def api_phase(phase: str) -> Iterator[None]:
+    """Report a failed API call as a failure of the phase, like kubeadm does."""
+    try:
+        yield
+    except ApiError as exc:
+        raise PhaseError(phase, f"API call failed: {exc}") from exc
+
+
 def run(settings: InitSettings, ignored: list[str], upload_certs: bool) -> None:
     for line in settings.warnings:
         warn(line)
@@ -295,7 +305,7 @@ def run(settings: InitSettings, ignored: list[str], upload_certs: bool) -> None:
     kubelet_files.write_flags_env(settings.node, register_taints=False)
     say(f'[kubelet-start] Writing kubelet configuration to file "{paths.KUBELET_CONFIG}"')
     kubelet_files.write_kubelet_config(kubelet_config, settings.node.cri_socket)
-    start_kubelet(manager, kubelet_config)
+    start_kubelet(manager)
 
     say(f"[control-plane] Starting {control_plane.APISERVER_SERVICE}.service")
     try:
@@ -326,23 +336,23 @@ def run(settings: InitSettings, ignored: list[str], upload_certs: bool) -> None:
         manager, local, ca.cert_pem, settings.timeouts["controlPlaneComponentHealthCheck"]
     )
     client = cluster.client_from_kubeconfig(paths.ADMIN_CONF)
-    try:
+    with api_phase("upload-config"):
         upload_config(client, settings, kubelet_config)
-        certificate_key = None
-        if upload_certs:
-            certificate_key = secrets.token_hex(32)
-            say(
-                "[upload-certs] kube-sim: control-plane certificates are not shared (a single "
-                "API server stand-in); the key below is not usable for control-plane joins"
-            )
-            say("[upload-certs] Using certificate key:")
-            say(certificate_key)
-        else:
-            say("[upload-certs] Skipping phase. Please see --upload-certs")
+    certificate_key = None
+    if upload_certs:
+        certificate_key = secrets.token_hex(32)
+        say(
+            "[upload-certs] kube-sim: control-plane certificates are not shared (a single "
+            "API server stand-in); the key below is not usable for control-plane joins"
+        )
+        say("[upload-certs] Using certificate key:")
+        say(certificate_key)
+    else:
+        say("[upload-certs] Skipping phase. Please see --upload-certs")
+    with api_phase("mark-control-plane"):
         mark_control_plane(client, settings)
+    with api_phase("bootstrap-token"):
         bootstrap_tokens(client, settings, ca.cert_pem)
-    except ApiError as exc:
-        raise PhaseError("upload-config", f"API call failed: {exc}") from exc
     say(
         '[kubelet-finalize] Updating "/etc/kubernetes/kubelet.conf" to point to a rotatable '
         "kubelet client certificate and key"

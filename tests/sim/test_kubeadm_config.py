@@ -311,3 +311,15 @@ def test_cli_version_and_unknown_flags() -> None:
     assert proc.returncode == 1 and "unknown flag: --no-such-flag" in proc.stderr
     proc = run_kubeadm("join", "--config", "x.yaml", "--token", "abcdef.0123456789abcdef")
     assert proc.returncode == 1 and "can not mix '--config' with arguments" in proc.stderr
+
+
+def test_cli_images_and_certificate_key(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(GOOD)
+    listed = run_kubeadm("config", "images", "list", "--config", str(good))
+    assert listed.returncode == 0
+    assert "registry.k8s.io/kube-apiserver:v1.36.2" in listed.stdout.splitlines()
+    pulled = run_kubeadm("config", "images", "pull", "--kubernetes-version", "v1.36.1")
+    assert pulled.returncode == 0 and "Pulled registry.k8s.io/kube-proxy:v1.36.1" in pulled.stdout
+    key = run_kubeadm("certs", "certificate-key")
+    assert key.returncode == 0 and len(key.stdout.strip()) == 64
