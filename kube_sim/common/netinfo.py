@@ -10,7 +10,7 @@ import subprocess
 
 def hostname() -> str:
     """The node name kubeadm and kubelet default to: the lower-cased host name."""
-    return socket.gethostname().split(".")[0].lower()
+    return socket.gethostname().strip().lower()
 
 
 def default_route_address() -> str | None:

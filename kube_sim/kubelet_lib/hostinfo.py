@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -77,6 +78,7 @@ def resources(max_pods: int) -> tuple[dict[str, str], dict[str, str]]:
     return capacity, allocatable
 
 
+@functools.lru_cache(maxsize=1)
 def node_info() -> dict[str, str]:
     machine_id = _read("/etc/machine-id", "0" * 32)
     uuid = _read("/sys/class/dmi/id/product_uuid")

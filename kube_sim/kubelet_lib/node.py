@@ -91,7 +91,7 @@ class NodeAgent:
             "capacity": capacity,
             "conditions": self.conditions(),
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-            "nodeInfo": hostinfo.node_info(),
+            "nodeInfo": dict(hostinfo.node_info()),
         }
 
     def _remember(self, node: dict[str, Any] | None) -> None:
