@@ -1,0 +1,1 @@
+"""Shared stdlib-only helpers for the kube-sim stand-ins (YAML subset, PKI, kubeconfig, REST)."""

@@ -1,0 +1,1 @@
+"""The parts of the kubeadm stand-in (kube_sim/kubeadm.py is its command line)."""
