@@ -5,7 +5,8 @@
 DIR becomes a flat, signed Debian repository shaped like pkgs.k8s.io
 (`deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.asc] URL /`): Packages, Packages.gz,
 Release, InRelease, Release.gpg, Release.key and the .deb files. The signing key is generated
-once and kept (armored, mode 0600) in DIR/.gnupg/ (or --key-dir); rebuilding into the same DIR
+once and kept (armored, mode 0600) beside DIR in DIR.signing-key/ (or --key-dir), never inside
+the folder that is served; rebuilding into the same DIR
 reuses it and only rebuilds what changed. The packages are for tests and rehearsals: they must
 never be installed on a real cluster.
 """
@@ -395,6 +396,11 @@ def find_kubectl(explicit: str | None) -> Path:
     return path
 
 
+def default_key_dir(out: Path) -> Path:
+    """Beside the repository, never inside it: whatever is in `out` may be served."""
+    return out.parent / f"{out.name}.signing-key"
+
+
 def build(
     out: Path,
     versions: list[str],
@@ -435,7 +441,7 @@ def build(
         (out / "manifests").mkdir(exist_ok=True)
         _write_if_changed(out / "manifests" / "cni.yaml", manifest.read_bytes())
 
-    with Signer(key_dir or out / ".gnupg") as signer:
+    with Signer(key_dir or default_key_dir(out)) as signer:
         key_changed = _write_if_changed(out / "Release.key", signer.public_key())
         body = release_body(out, arch)
         release = out / "Release"
@@ -470,7 +476,9 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated Kubernetes versions to package (default: %(default)s)",
     )
     parser.add_argument("--kubectl", help="kubectl binary to package (default: `which kubectl`)")
-    parser.add_argument("--key-dir", help="where the signing key is kept (default: OUT/.gnupg)")
+    parser.add_argument(
+        "--key-dir", help="where the signing key is kept (default: OUT.signing-key, beside OUT)"
+    )
     parser.add_argument("--compression", choices=("zstd", "xz", "gzip"), default="zstd")
     args = parser.parse_args(argv)
     versions = [v.strip().removeprefix("v") for v in args.versions.split(",") if v.strip()]

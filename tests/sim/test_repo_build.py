@@ -60,8 +60,13 @@ def test_layout(repo: Path) -> None:
     for name in ("Packages", "Packages.gz", "Release", "InRelease", "Release.gpg", "Release.key"):
         assert (repo / name).is_file(), name
     assert (repo / "Release.key").read_text().startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
-    assert (repo / ".gnupg").stat().st_mode & 0o777 == 0o700
-    assert (repo / ".gnupg/secret-key.asc").stat().st_mode & 0o777 == 0o600
+    key_dir = build_repo.default_key_dir(repo)
+    assert key_dir.stat().st_mode & 0o777 == 0o700
+    assert (key_dir / "secret-key.asc").stat().st_mode & 0o777 == 0o600
+    # nothing secret inside the folder that is served
+    assert not [
+        p for p in repo.rglob("*") if "PRIVATE KEY" in p.read_bytes().decode(errors="replace")
+    ]
     assert (repo / "manifests/cni.yaml").is_file()
     debs = sorted(p.name for p in repo.glob("*.deb"))
     assert debs == sorted(
@@ -196,6 +201,7 @@ def test_rebuild_is_idempotent_and_fast(repo: Path) -> None:
 def test_version_set_changes_and_key_is_kept(repo: Path, tmp_path: Path) -> None:
     copy = tmp_path / "repo"
     shutil.copytree(repo, copy)
+    shutil.copytree(build_repo.default_key_dir(repo), build_repo.default_key_dir(copy))
     key = (copy / "Release.key").read_text()
     proc = run(
         sys.executable,
