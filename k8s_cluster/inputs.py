@@ -31,7 +31,8 @@ OFFICIAL_REPOSITORY = "https://pkgs.k8s.io/core:/stable:/v{minor}/deb/"
 PROVIDERS = ("local", "existing")
 ROLES = ("control-plane", "worker")
 DISTRIBUTIONS = ("bookworm", "trixie")
-LOCAL_KEYS = ("subnet", "distribution", "debian_mirror")
+LOCAL_KEYS = ("subnet", "distribution", "debian_mirror", "boot_timeout")
+BOOT_TIMEOUT_RANGE = (10, 1800)  # seconds a new local host has to answer SSH
 MACHINE_KEYS = ("address", "role", "user", "private_key_file", "name", "port", "host_key")
 
 OLDEST_MINOR = 30  # older Kubernetes minors are out of support
@@ -72,6 +73,7 @@ DEFAULTS: dict[str, Any] = {
         "subnet": "10.77.0.0/24",
         "distribution": "bookworm",
         "debian_mirror": "http://deb.debian.org/debian",
+        "boot_timeout": 120,
     },
     "existing_machines": [],
 }
@@ -105,6 +107,7 @@ class LocalSettings:
     subnet: str  # e.g. "10.77.0.0/24"
     distribution: str  # "bookworm" or "trixie"
     debian_mirror: str  # http(s) URL without a trailing "/"
+    boot_timeout: int = 120  # seconds a new host has to answer SSH
 
 
 @dataclass(frozen=True)
@@ -513,9 +516,17 @@ def _check_local_settings(problems: _Problems, value: Any) -> LocalSettings | No
         _url,
         "an http(s) URL of a Debian mirror",
     )
-    if subnet is None or distribution is None or mirror is None:
+    boot_timeout = problems.check(f"{name}.boot_timeout", settings["boot_timeout"], _boot_timeout)
+    if subnet is None or distribution is None or mirror is None or boot_timeout is None:
         return None
-    return LocalSettings(str(subnet), distribution, mirror.rstrip("/"))
+    return LocalSettings(str(subnet), distribution, mirror.rstrip("/"), boot_timeout)
+
+
+def _boot_timeout(value: Any) -> int:
+    low, high = BOOT_TIMEOUT_RANGE
+    if not _is_int(value) or not low <= value <= high:
+        raise _Bad("is not a number of seconds in range", f"an integer from {low} to {high}")
+    return value
 
 
 @dataclass(frozen=True)

@@ -27,4 +27,5 @@ def provider_for(spec: ClusterSpec, deployment_id: str, state_dir: Path) -> Prov
         distribution=spec.local.distribution,
         mirror=spec.local.debian_mirror,
         ssh_user=spec.ssh_user,
+        boot_timeout=spec.local.boot_timeout,
     )

@@ -33,11 +33,13 @@ def cluster_spec(ctx) -> ClusterSpec:
 
 
 @contextmanager
-def parallel_tasks(ctx):
+def parallel_tasks(ctx, added: int = 0):
     """Local mode runs tasks on one thread unless told otherwise (`--task-thread-pool-size`):
-    give this workflow one thread per node instance, so hosts are prepared and joined at once.
-    On a Cloudify Manager tasks already run in parallel and this does nothing."""
-    size = max(MIN_PARALLEL_TASKS, min(MAX_PARALLEL_TASKS, len(list(ctx.node_instances))))
+    give this workflow one thread per node instance (`added`: instances it will create), so
+    hosts are prepared and joined at once. On a Cloudify Manager tasks already run in parallel
+    and this does nothing."""
+    wanted = len(list(ctx.node_instances)) + added
+    size = max(MIN_PARALLEL_TASKS, min(MAX_PARALLEL_TASKS, wanted))
     if not ctx.local or ctx._local_task_thread_pool_size >= size:
         yield
         return

@@ -87,7 +87,10 @@ def scale(
         f"Scaling {entity.name} from {entity.current} to {entity.current + delta} instance(s)"
         + "".join(f"; removing {unit} ({', '.join(ids)})" for unit, ids in removed.items())
     )
-    with parallel_tasks(ctx), local_modifications(ctx):
+    added = max(delta, 0) * max(
+        (len(u.instances) for u in scale_units(ctx, entity).values()), default=1
+    )
+    with parallel_tasks(ctx, added), local_modifications(ctx):
         scale_entity(
             ctx=ctx,
             scalable_entity_name=entity.name,

@@ -188,6 +188,11 @@ BAD_INPUTS = [
         "between /16 and /28",
     ),
     (
+        {"local_settings": {"boot_timeout": 5}},
+        "local_settings.boot_timeout: 5 is not a number of seconds in range",
+        "an integer from 10 to 1800",
+    ),
+    (
         {"local_settings": {"subnet": "10.77.0.1/24"}},
         "local_settings.subnet: '10.77.0.1/24' has host bits",
         "'10.77.0.0/24'",
@@ -240,7 +245,7 @@ def test_unknown_local_setting_names_the_key_and_the_accepted_keys() -> None:
     line = the_problem({"local_settings": {"bridge": "lxcbr0"}})
     assert line == (
         "local_settings: unknown key 'bridge'; "
-        "expected only 'subnet', 'distribution', 'debian_mirror'"
+        "expected only 'subnet', 'distribution', 'debian_mirror', 'boot_timeout'"
     )
 
 
