@@ -143,17 +143,13 @@ def prepare_host(ctx, **_):
 
 @operation(resumable=True)
 def delete_host(ctx, **_):
-    props = ctx.instance.runtime_properties
-    if "host" not in props:
-        return
+    """Remove the host, also one whose create failed half-way (it may hold a container)."""
     spec = _spec(ctx)
-    host = Host.from_dict(props["host"])
-    provider_for(spec, ctx.deployment.id, _state_dir(ctx)).destroy_host(
-        host_name_for(ctx.instance.id, ctx.node.properties["role"])
-    )
+    name = host_name_for(ctx.instance.id, ctx.node.properties["role"])
+    provider_for(spec, ctx.deployment.id, _state_dir(ctx)).destroy_host(name)
     for key in ("host", "node", "kubernetes_package_version"):
-        props.pop(key, None)
-    ctx.logger.info(f"Host {host.name} removed")
+        ctx.instance.runtime_properties.pop(key, None)
+    ctx.logger.info(f"Host {name} removed")
 
 
 # --- Kubernetes nodes ------------------------------------------------------------------------

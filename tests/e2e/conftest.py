@@ -49,9 +49,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def sim_repository(tmp_path_factory) -> Path:
     """The stand-in package repository, built by the documented command."""
-    out = (
-        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "k8s-cluster" / "sim-repo"
-    )
+    out = tmp_path_factory.mktemp("sim") / "repository"
     subprocess.run(
         [sys.executable, "-m", "kube_sim.build_repo", "--out", str(out)], cwd=ROOT, check=True
     )
