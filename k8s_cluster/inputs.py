@@ -62,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
     "infrastructure_provider": "local",
     "control_plane_count": 1,
     "worker_count": 2,
+    "min_workers": 0,
     "kubernetes_version": "1.36",
     "package_repository": "",
     "pod_cidr": "10.244.0.0/16",
@@ -772,6 +773,7 @@ def _check_each(problems: _Problems, given: dict[str, Any], base_dir: Path | Non
         "control_plane_count", given["control_plane_count"], _control_plane_count
     )
     workers = check("worker_count", given["worker_count"], _worker_count)
+    check("min_workers", given["min_workers"], _worker_count)
     version = check("kubernetes_version", given["kubernetes_version"], _kubernetes_version)
     minor = f"{version[0]}.{version[1]}" if version else None
     repository = check(
@@ -806,6 +808,14 @@ def _check_each(problems: _Problems, given: dict[str, Any], base_dir: Path | Non
 
 
 def _check_across(problems: _Problems, given: dict[str, Any], checked: _Checked) -> None:
+    minimum = given["min_workers"]
+    if checked.workers is not None and _is_int(minimum) and minimum > checked.workers:
+        problems.add(
+            "min_workers",
+            minimum,
+            f"is above worker_count ({checked.workers})",
+            "at most worker_count",
+        )
     networks = [
         ("pod_cidr", given["pod_cidr"], checked.pod),
         ("service_cidr", given["service_cidr"], checked.service),

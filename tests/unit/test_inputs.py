@@ -594,3 +594,8 @@ def test_cluster_networks_must_not_hold_a_machine_address(key: str) -> None:
 def test_existing_provider_does_not_check_the_local_subnet(key: str) -> None:
     raw = existing(CP, W1, W2, ssh_private_key_file=key, pod_cidr="10.77.0.0/16")
     assert validate(raw).pod_cidr == "10.77.0.0/16"
+
+
+def test_min_workers_above_worker_count_is_refused() -> None:
+    line = the_problem({"min_workers": 3, "worker_count": 2})
+    assert line == "min_workers: 3 is above worker_count (2); expected at most worker_count"
