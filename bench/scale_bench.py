@@ -2,7 +2,7 @@
 kube-sim stand-ins (no real containers run; package installs, SSH, kubeadm's files and joins are
 real). Prints the figures and ratios measured in this one run.
 
-    sudo .venv/bin/python bench/scale_bench.py [--sizes 1,4,8,16] [--subnet 10.83.0.0/24]
+    sudo .venv/bin/python bench/scale_bench.py [--sizes 1,4,8,16] [--network 10.83.0.0/16]
 
 Needs root, LXC and the Debian mirror (bin/setup). Takes several minutes; nothing is left behind.
 """
@@ -32,14 +32,31 @@ MEASURE_RSS = (
 
 
 class Bench:
-    def __init__(self, workdir: Path, subnet: str):
+    """Each deployment gets its own /24 of `network` (they coexist) and sees the repository
+    through its own bridge gateway."""
+
+    def __init__(self, workdir: Path, network: str, repository_port: int):
         self.workdir = workdir
-        self.subnet = subnet
+        self.subnets = ipaddress.ip_network(network).subnets(new_prefix=24)
+        self.repository_port = repository_port
         self.state = workdir / "state"
         self.env = dict(
             os.environ, CFY_WORKDIR=str(workdir / "cfy"), K8S_CLUSTER_STATE_DIR=str(self.state)
         )
-        self.inputs = workdir / "inputs.yaml"
+
+    def inputs_for(self, deployment: str) -> Path:
+        subnet = next(self.subnets)
+        path = self.workdir / f"{deployment}.json"
+        path.write_text(
+            json.dumps(
+                {
+                    "package_repository": f"http://{subnet[1]}:{self.repository_port}/",
+                    "cni_manifest": str(ROOT / "kube_sim" / "manifests" / "cni.yaml"),
+                    "local_settings": {"subnet": str(subnet)},
+                }
+            )
+        )
+        return path
 
     def cfy(self, *args: str) -> tuple[float, int]:
         """Run cfy; (seconds, peak resident memory of the cfy process in MiB)."""
@@ -59,9 +76,8 @@ class Bench:
 
     def install(self, deployment: str, workers: int) -> tuple[float, int]:
         workers_input = json.dumps({"worker_count": workers})
-        return self.cfy(
-            "install", BLUEPRINT, "-b", deployment, "-i", str(self.inputs), "-i", workers_input
-        )
+        inputs = str(self.inputs_for(deployment))
+        return self.cfy("install", BLUEPRINT, "-b", deployment, "-i", inputs, "-i", workers_input)
 
     def scale(self, deployment: str, delta: int) -> float:
         return self.cfy(
@@ -123,11 +139,12 @@ class Bench:
         return journal.count("Accepted publickey")
 
 
-def serve(directory: Path, gateway: str) -> tuple[str, http.server.ThreadingHTTPServer]:
+def serve(directory: Path) -> http.server.ThreadingHTTPServer:
+    """Serve the repository on every address, as a mirror on the hosts' gateways would be."""
     handler = functools.partial(Quiet, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://{gateway}:{server.server_address[1]}/", server
+    return server
 
 
 class Quiet(http.server.SimpleHTTPRequestHandler):
@@ -181,7 +198,7 @@ def measure(bench: Bench, sizes: list[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,4,8,16")
-    parser.add_argument("--subnet", default="10.83.0.0/24")
+    parser.add_argument("--network", default="10.83.0.0/16", help="split into one /24 each")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     with tempfile.TemporaryDirectory(prefix="k8s-bench-") as tmp:
@@ -193,18 +210,8 @@ def main() -> None:
             check=True,
             capture_output=True,
         )
-        gateway = str(next(ipaddress.ip_network(args.subnet).hosts()))
-        url, server = serve(repository, gateway)
-        bench = Bench(workdir, args.subnet)
-        bench.inputs.write_text(
-            json.dumps(
-                {
-                    "package_repository": url,
-                    "cni_manifest": str(ROOT / "kube_sim" / "manifests" / "cni.yaml"),
-                    "local_settings": {"subnet": args.subnet},
-                }
-            )
-        )
+        server = serve(repository)
+        bench = Bench(workdir, args.network, server.server_address[1])
         print(f"machine: {os.cpu_count()} cores; hosts are LXC containers on it")
         try:
             measure(bench, sizes)
