@@ -140,6 +140,13 @@ def host_nameservers(resolv_conf: Path = Path("/etc/resolv.conf")) -> list[str]:
     )
 
 
+BOOT_ATTEMPTS = 3
+
+
+class StoppedWhileBooting(LocalHostError):
+    """The container stopped before its sshd answered."""
+
+
 class LocalProvider:
     """Hosts of one deployment as LXC system containers on this machine (run as root)."""
 
@@ -392,6 +399,20 @@ class LocalProvider:
                 remove_tree(self._container_dir(name))  # it cannot boot any more: define anew
         if not self._defined(name):
             self._define(name, address, lower, public_key)
+        for attempt in range(1, BOOT_ATTEMPTS + 1):
+            self._start(name)
+            if self.ssh_user != "root":
+                self._add_ssh_user(name, public_key)
+            try:
+                self._wait_ssh(name, address)
+                return
+            except StoppedWhileBooting:
+                # Seen here under load: a fresh container's systemd sometimes exits at once
+                # (status 255, no output). A second start boots it; give up after a few.
+                if attempt == BOOT_ATTEMPTS:
+                    raise
+
+    def _start(self, name: str) -> None:
         state = self.state(name)
         if state == "FROZEN":
             self._lxc("lxc-unfreeze", name)
@@ -403,20 +424,20 @@ class LocalProvider:
                 raise LocalHostError(f"{exc}\n{self._log_tail(name)}") from exc
         elif state != "RUNNING":
             self._wait_state(name, "RUNNING", timeout=30)
-        if self.ssh_user != "root":
-            self._lxc(
-                "lxc-attach",
-                name,
-                "--clear-env",
-                "--",
-                "/bin/sh",
-                "-c",
-                ADD_USER_SCRIPT,
-                "sh",
-                self.ssh_user,
-                public_key,
-            )
-        self._wait_ssh(name, address)
+
+    def _add_ssh_user(self, name: str, public_key: str) -> None:
+        self._lxc(
+            "lxc-attach",
+            name,
+            "--clear-env",
+            "--",
+            "/bin/sh",
+            "-c",
+            ADD_USER_SCRIPT,
+            "sh",
+            self.ssh_user,
+            public_key,
+        )
 
     def _define(self, name: str, address: str, lower: Path, public_key: str) -> None:
         """Write the container's directory; its config, written last, marks it complete."""
@@ -509,7 +530,7 @@ class LocalProvider:
             if now > next_check:
                 state = self.state(name)
                 if state != "RUNNING":
-                    raise LocalHostError(
+                    raise StoppedWhileBooting(
                         f"host {name} (container {self.container_name(name)}) is {state} while "
                         f"waiting for SSH\n{self._log_tail(name)}"
                     )
