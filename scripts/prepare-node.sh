@@ -71,9 +71,13 @@ apply_sysctls() {
 
 install_containerd() {
   phase "containerd"
+  local packages=(containerd curl ca-certificates)
   if ! dpkg-query -W -f='${Status}' containerd 2>/dev/null | grep -q "ok installed"; then
-    apt_get update
-    apt_get install -y --no-install-recommends containerd curl ca-certificates
+    # Package lists a machine already has are usually good enough; refresh them only if not.
+    apt_get install -y --no-install-recommends "${packages[@]}" 2>/dev/null || {
+      apt_get update
+      apt_get install -y --no-install-recommends "${packages[@]}"
+    }
   fi
   local stamp=/var/lib/k8s-cluster/containerd-config.sha256
   mkdir -p /var/lib/k8s-cluster
@@ -98,7 +102,9 @@ fetch_repository_key() {
   chmod 0644 "$KEYRING.new"
   mv "$KEYRING.new" "$KEYRING"
   install -m 0644 /var/lib/k8s-cluster/kubernetes.list /etc/apt/sources.list.d/kubernetes.list
-  apt_get -o APT::Update::Error-Mode=any update 2>&1 ||
+  # Read this repository alone: the others were read already.
+  apt_get -o APT::Update::Error-Mode=any -o Dir::Etc::sourcelist=sources.list.d/kubernetes.list \
+    -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0 update 2>&1 ||
     fail "package repository $K8S_REPOSITORY could not be read by apt on $(hostname)"
 }
 
