@@ -70,7 +70,9 @@ class Bench:
         )
         seconds = time.monotonic() - started
         if result.returncode:
-            raise RuntimeError(f"cfy {' '.join(args)} failed:\n{result.stdout[-4000:]}")
+            failures = [line for line in result.stdout.splitlines() if "Task failed" in line]
+            detail = "\n".join(failures[:5]) or result.stdout[-4000:]
+            raise RuntimeError(f"cfy {' '.join(args)} failed:\n{detail}")
         peak_kib = int(result.stderr.strip().splitlines()[-1])
         return seconds, peak_kib // 1024
 
