@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import yaml
 
 from .conftest import host_traces, kubectl
@@ -10,18 +12,18 @@ BLUEPRINT = "blueprints/k8s-cluster.yaml"
 NOTHING = {"containers": [], "links": [], "nat_rules": [], "state": []}
 
 
-def test_uninstall_leaves_nothing_and_reinstall_works(cfy, inputs_file):
-    for _ in range(2):  # the second install proves the first uninstall left a clean machine
+def test_uninstall_leaves_nothing_and_reinstall_works(cfy, inputs_file, sim_repository):
+    # The second install proves the first uninstall left a clean machine. It also takes the
+    # packages from a local copy of the repository (as an air-gapped site would), which the
+    # suite copies to the hosts, where the first install reads them over HTTP like a mirror.
+    for repository in (None, str(sim_repository)):
+        overrides = {"worker_count": 1}
+        if repository:
+            overrides["package_repository"] = repository
         cfy(
-            "install",
-            BLUEPRINT,
-            "-b",
-            "k8s-again",
-            "-i",
-            str(inputs_file),
-            "-i",
-            '{"worker_count": 1}',
-        )
+            "install", BLUEPRINT, "-b", "k8s-again",
+            "-i", str(inputs_file), "-i", json.dumps(overrides),
+        )  # fmt: skip
         outputs = cfy.outputs("k8s-again")
         assert len(kubectl(outputs["kubeconfig_path"], "get", "nodes", "-o", "name").split()) == 2
         hosts = [outputs["control_plane_node"]["name"], outputs["worker_nodes"][0]["name"]]
