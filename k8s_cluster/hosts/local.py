@@ -50,6 +50,8 @@ from k8s_cluster.hosts.lxc_util import (
     CommandError,
     FileLock,
     LocalHostError,
+    Slots,
+    machine_lock_dir,
     remove_tree,
     run,
     tail,
@@ -140,7 +142,13 @@ def host_nameservers(resolv_conf: Path = Path("/etc/resolv.conf")) -> list[str]:
     )
 
 
-BOOT_ATTEMPTS = 3
+BOOT_ATTEMPTS = 4
+
+
+def boot_slots() -> Slots:
+    """Booting many containers at once starves each of CPU (sshd then answers only after
+    minutes, or systemd gives up): admit a few boots per core at a time on this machine."""
+    return Slots(machine_lock_dir(), "k8s-cluster-boot", 2 * (os.cpu_count() or 1))
 
 
 class StoppedWhileBooting(LocalHostError):
@@ -400,17 +408,19 @@ class LocalProvider:
         if not self._defined(name):
             self._define(name, address, lower, public_key)
         for attempt in range(1, BOOT_ATTEMPTS + 1):
-            self._start(name)
-            if self.ssh_user != "root":
-                self._add_ssh_user(name, public_key)
             try:
-                self._wait_ssh(name, address)
+                with boot_slots():
+                    self._start(name)
+                    if self.ssh_user != "root":
+                        self._add_ssh_user(name, public_key)
+                    self._wait_ssh(name, address)
                 return
             except StoppedWhileBooting:
                 # Seen here under load: a fresh container's systemd sometimes exits at once
-                # (status 255, no output). A second start boots it; give up after a few.
+                # (status 255, no output). A later start boots it; give up after a few.
                 if attempt == BOOT_ATTEMPTS:
                     raise
+                time.sleep(attempt)
 
     def _start(self, name: str) -> None:
         state = self.state(name)

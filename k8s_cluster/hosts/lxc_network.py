@@ -14,11 +14,10 @@ import hashlib
 import ipaddress
 import json
 import shlex
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from k8s_cluster.hosts.lxc_util import FileLock, LocalHostError, run
+from k8s_cluster.hosts.lxc_util import FileLock, LocalHostError, machine_lock_dir, run
 
 ALIAS_PREFIX = "k8s-cluster deployment "
 IFNAMSIZ = 15
@@ -38,8 +37,7 @@ def veth_name(identity: str, host: str) -> str:
 
 def global_lock() -> FileLock:
     """Serializes network changes of all deployments on this machine (subnet checks, bridges)."""
-    base = Path("/run/lock") if Path("/run/lock").is_dir() else Path(tempfile.gettempdir())
-    return FileLock(base / "k8s-cluster-network.lock")
+    return FileLock(machine_lock_dir() / "k8s-cluster-network.lock")
 
 
 @dataclass(frozen=True)

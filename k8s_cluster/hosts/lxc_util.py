@@ -7,6 +7,8 @@ import fcntl
 import os
 import shlex
 import subprocess
+import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -161,3 +163,38 @@ def remove_tree(path: Path) -> None:
     unmount_under(path)
     # rm -rf --one-file-system refuses to cross into anything still mounted.
     run(["rm", "-rf", "--one-file-system", "--", str(path)], f"remove {path}", timeout=600)
+
+
+def machine_lock_dir() -> Path:
+    """Where locks shared by every deployment on this machine live."""
+    return Path("/run/lock") if Path("/run/lock").is_dir() else Path(tempfile.gettempdir())
+
+
+class Slots:
+    """At most `count` holders at once across threads and processes: one flock per slot file.
+    Used to admit only a few container boots at a time, as a hypervisor does."""
+
+    def __init__(self, directory: Path, name: str, count: int) -> None:
+        self.paths = [directory / f"{name}-{i}.lock" for i in range(count)]
+        self._fd: int | None = None
+
+    def __enter__(self) -> Self:
+        while self._fd is None:
+            for path in self.paths:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    continue
+                self._fd = fd
+                break
+            else:
+                time.sleep(0.1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
