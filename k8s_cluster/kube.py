@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from kubernetes import client, config
 from kubernetes.client import ApiException
 
 POLL_INTERVAL = 2.0
+BOOTSTRAP_TOKEN_TYPE = "bootstrap.kubernetes.io/token"
+BOOTSTRAP_GROUP = "system:bootstrappers:kubeadm:default-node-token"
 WORKER_ROLE_LABEL = "node-role.kubernetes.io/worker"
 
 
@@ -87,6 +91,42 @@ def list_nodes(api: client.CoreV1Api) -> list[dict]:
         )
         nodes.append({"name": node.metadata.name, "ready": ready, "roles": roles})
     return nodes
+
+
+# --- bootstrap tokens ------------------------------------------------------------------------
+
+
+@contextmanager
+def bootstrap_token(
+    api: client.CoreV1Api, token: str, description: str, ttl_seconds: int
+) -> Iterator[str]:
+    """A kubeadm bootstrap token for one join, made as `kubeadm token create` makes it (a Secret
+    in kube-system), through the API rather than an SSH session to a control plane. Deleted on
+    exit; its expiry bounds its life if the deletion never happens."""
+    token_id, token_secret = token.split(".", 1)
+    expiration = datetime.now(timezone.utc) + timedelta(seconds=ttl_seconds)
+    secret = client.V1Secret(
+        metadata=client.V1ObjectMeta(name=f"bootstrap-token-{token_id}", namespace="kube-system"),
+        type=BOOTSTRAP_TOKEN_TYPE,
+        string_data={
+            "token-id": token_id,
+            "token-secret": token_secret,
+            "description": description,
+            "expiration": expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "usage-bootstrap-authentication": "true",
+            "usage-bootstrap-signing": "true",
+            "auth-extra-groups": BOOTSTRAP_GROUP,
+        },
+    )
+    api.create_namespaced_secret("kube-system", secret)
+    try:
+        yield token
+    finally:
+        try:
+            api.delete_namespaced_secret(f"bootstrap-token-{token_id}", "kube-system")
+        except ApiException as err:
+            if err.status != 404:
+                raise
 
 
 # --- drain -----------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ SYSCTLS = {
     "net.ipv4.ip_forward": "1",
 }
 JOIN_TOKEN_TTL = "15m"
+JOIN_TOKEN_TTL_SECONDS = 15 * 60
 NODE_MONITOR_GRACE_PERIOD = "40s"
 SUITE_DIR = "/var/lib/k8s-cluster"
 REMOTE_REPOSITORY = f"{SUITE_DIR}/repository"
@@ -208,40 +209,29 @@ def is_joined(remote: Remote) -> bool:
     ).ok
 
 
-def join(
-    worker: Remote, control_plane: Remote, info: ControlPlaneInfo, node_name: str, address: str
-) -> bool:
-    """Join with a token created for this join alone; deleted afterwards. False if joined."""
-    if is_joined(worker):
-        worker.run("systemctl start kubelet", what="start kubelet")
-        return False
-    token = new_bootstrap_token()
-    for remote in (worker, control_plane):
-        remote.secrets.append(token)
-    control_plane.run(
-        f"kubeadm token create {token} --ttl {JOIN_TOKEN_TTL}"
-        f" --description {shlex.quote('join of ' + node_name)}",
-        what=f"create a bootstrap token for {node_name}",
-    )
+def start_kubelet(remote: Remote) -> None:
+    remote.run("systemctl start kubelet", what="start kubelet")
+
+
+def join(worker: Remote, info: ControlPlaneInfo, node_name: str, address: str, token: str) -> None:
+    """kubeadm join with a token made for this join alone; the join file holding it is 0600
+    and removed afterwards."""
+    worker.secrets.append(token)
     path = f"{SUITE_DIR}/kubeadm-join.yaml"
+    config = render(
+        "kubeadm-join.yaml.j2",
+        api_endpoint=info.api_endpoint,
+        token=token,
+        ca_cert_hash=info.ca_cert_hash,
+        node_name=node_name,
+        cri_socket=CRI_SOCKET,
+        address=address,
+    )
     try:
-        config = render(
-            "kubeadm-join.yaml.j2",
-            api_endpoint=info.api_endpoint,
-            token=token,
-            ca_cert_hash=info.ca_cert_hash,
-            node_name=node_name,
-            cri_socket=CRI_SOCKET,
-            address=address,
-        )
         worker.put_text(config, path, mode=0o600)
         worker.run(f"kubeadm join --config {path}", what="kubeadm join")
     finally:
         worker.run(f"rm -f {path}", what="remove the join config", check=False)
-        control_plane.run(
-            f"kubeadm token delete {token_id(token)}", what="delete the join token", check=False
-        )
-    return True
 
 
 # --- reset -----------------------------------------------------------------------------------

@@ -183,8 +183,16 @@ def join_worker(ctx, **_):
     host = _own_host(ctx)
     cp = _related(ctx, JOINS, relationship=True).instance.runtime_properties
     info = node.ControlPlaneInfo(cp["join_endpoint"], cp["ca_cert_hash"], admin_kubeconfig="")
-    with _remote(host) as worker, _remote(Host.from_dict(cp["host"])) as control_plane:
-        joined = node.join(worker, control_plane, info, host.name, host.address)
+    api = kube.core_api(Path(cp["kubeconfig_path"]))
+    with _remote(host) as worker:
+        joined = not node.is_joined(worker)
+        if joined:
+            description = f"join of {host.name}, made by the suite"
+            token = node.new_bootstrap_token()
+            with kube.bootstrap_token(api, token, description, node.JOIN_TOKEN_TTL_SECONDS):
+                node.join(worker, info, host.name, host.address, token)
+        else:
+            node.start_kubelet(worker)
     ctx.instance.runtime_properties.update(
         {"node_name": host.name, "kubeconfig_path": cp["kubeconfig_path"]}
     )

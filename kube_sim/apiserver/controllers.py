@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..kubeadm_lib import tokens
 from . import certs, timeutil
 from .api import Api
 from .auth import BOOTSTRAP_TYPE, User, _b64
@@ -82,6 +83,7 @@ class Controllers:
         self.steps: list[Callable[[], None]] = [
             self.namespaces,
             self.token_cleaner,
+            self.bootstrap_signer,
             self.node_lifecycle,
             self.pod_gc,
             self.garbage_collector,
@@ -273,6 +275,32 @@ class Controllers:
                 if expires is not None and expires <= now:
                     log.info("deleting expired bootstrap token secret %s", name_of(secret))
                     self.store.remove("/secrets", secret)
+
+    def bootstrap_signer(self) -> None:
+        """As the controller manager's bootstrap signer: sign kube-public/cluster-info for every
+        bootstrap token allowed to sign (however the token was made: kubeadm or the API), and
+        drop the signatures of tokens that are gone."""
+        with self.store.lock:
+            info = self.store.get("/configmaps", "kube-public", "cluster-info")
+            payload = ((info or {}).get("data") or {}).get("kubeconfig")
+            if not payload:
+                return
+            signatures = {}
+            for secret in self.store.list("/secrets", "kube-system"):
+                data = secret.get("data") or {}
+                if secret.get("type") != BOOTSTRAP_TYPE:
+                    continue
+                if _b64(data, "usage-bootstrap-signing") != "true":
+                    continue
+                token_id, token_secret = _b64(data, "token-id"), _b64(data, "token-secret")
+                signatures[tokens.JWS_PREFIX + token_id] = tokens.jws_sign(
+                    payload, token_id, token_secret
+                )
+            old = info["data"]
+            new = {k: v for k, v in old.items() if not k.startswith(tokens.JWS_PREFIX)}
+            new.update(signatures)
+            if new != old:
+                self._put("/configmaps", {**info, "data": new}, info)
 
     # --- nodes --------------------------------------------------------------------------
 

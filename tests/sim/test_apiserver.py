@@ -858,3 +858,28 @@ def test_state_survives_restart(pki: Path, tmp_path: Path):
         assert [n.metadata.name for n in core.list_namespace().items].count("default") == 1
     finally:
         server.stop()
+
+
+def test_bootstrap_signer_signs_cluster_info_for_each_token(apiserver: ApiServer, core):
+    from kube_sim.kubeadm_lib import tokens
+
+    kubeconfig = "apiVersion: v1\nkind: Config\nclusters: []\n"
+    cluster_info = k8s.V1ConfigMap(
+        metadata=k8s.V1ObjectMeta(name="cluster-info"), data={"kubeconfig": kubeconfig}
+    )
+    try:
+        core.create_namespaced_config_map("kube-public", cluster_info)
+    except k8s.ApiException as err:
+        assert err.status == 409  # made by an earlier test: give it this payload
+        core.replace_namespaced_config_map("cluster-info", "kube-public", cluster_info)
+    bootstrap_secret(core, "signer", "0123456789abcdef", 3600)
+
+    def signature() -> str | None:
+        data = core.read_namespaced_config_map("cluster-info", "kube-public").data
+        return data.get("jws-kubeconfig-signer")
+
+    wait_for(lambda: signature() is not None, message="cluster-info signed for the new token")
+    assert tokens.jws_verify(signature(), kubeconfig, "signer", "0123456789abcdef")
+    assert not tokens.jws_verify(signature(), kubeconfig, "signer", "ffffffffffffffff")
+    core.delete_namespaced_secret("bootstrap-token-signer", "kube-system")
+    wait_for(lambda: signature() is None, message="signature dropped with its token")
