@@ -145,6 +145,19 @@ def host_nameservers(resolv_conf: Path = Path("/etc/resolv.conf")) -> list[str]:
 BOOT_ATTEMPTS = 4
 
 
+# Each container's systemd takes ~8 inotify instances, all counted against root on this machine:
+# the default of 128 lets ~15 hosts boot, then systemd exits at once (status 255) in the next.
+KERNEL_LIMITS = {"/proc/sys/fs/inotify/max_user_instances": 8192}
+
+
+def raise_kernel_limits() -> None:
+    """Raise (never lower) the machine-wide limits many system containers need."""
+    for path, wanted in KERNEL_LIMITS.items():
+        current = int(Path(path).read_text())
+        if current < wanted:
+            Path(path).write_text(f"{wanted}\n")
+
+
 def boot_slots() -> Slots:
     """Booting many containers at once starves each of CPU (sshd then answers only after
     minutes, or systemd gives up): admit a few boots per core at a time on this machine."""
@@ -387,6 +400,7 @@ class LocalProvider:
                     f"the local provider needs `{tool}` (Debian packages lxc, debootstrap, "
                     "iptables, iproute2)"
                 )
+        raise_kernel_limits()
 
     def _converge(self, name: str, address: str, lower: Path, public_key: str) -> None:
         """Bring the container to RUNNING with sshd answering, whatever state it was left in."""
@@ -416,8 +430,9 @@ class LocalProvider:
                     self._wait_ssh(name, address)
                 return
             except StoppedWhileBooting:
-                # Seen here under load: a fresh container's systemd sometimes exits at once
-                # (status 255, no output). A later start boots it; give up after a few.
+                # A fresh container's systemd exits at once (status 255, no output) when the
+                # machine lacks a resource for it, as inotify instances were before
+                # raise_kernel_limits: a later start may find it; give up after a few.
                 if attempt == BOOT_ATTEMPTS:
                     raise
                 time.sleep(attempt)
