@@ -387,7 +387,7 @@ def _namespace_ready(_cluster: Cluster, live: dict) -> tuple[bool, str]:
 
 
 def _pvc_ready(cluster: Cluster, live: dict) -> tuple[bool, str]:
-    phase = (live.get("status") or {}).get("phase", "unknown")
+    phase = (live.get("status") or {}).get("phase") or "Pending"  # no status yet: not bound
     if phase == "Bound":
         return True, "Bound"
     mode = _binding_mode(cluster, (live.get("spec") or {}).get("storageClassName"))
