@@ -31,6 +31,7 @@ class Migration:
     to_node: str = ""
     method: str = "evict"
     timeout: float = 300
+    grace_period: int | None = None  # evict: seconds the evicted pods get; None: their own
 
     def problems(self) -> list[str]:
         found = []
@@ -112,7 +113,7 @@ def _by_eviction(cluster: Cluster, core: client.CoreV1Api, move: Migration, sele
     deadline = time.monotonic() + move.timeout
     pods = kube.PodFilter(move.workload.namespace, selector)
     try:
-        result = kube.drain(core, move.from_node, move.timeout, pods=pods)
+        result = kube.drain(core, move.from_node, move.timeout, move.grace_period, pods)
         if not result.complete:
             blocked = ", ".join(f"{pod} ({why})" for pod, why in result.blocked.items())
             raise ResourceError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 import urllib3
 from cloudify.constants import RELATIONSHIP_INSTANCE
@@ -138,13 +139,13 @@ def _apply_all(ctx, subject, cluster: Cluster, documents: list[dict]) -> list[Ap
     before that its definition no longer holds."""
     recorded = _recorded(subject.instance)
     namespace = subject.node.properties.get("namespace", "")
-    results = [
-        cluster.apply(doc, namespace, _was_created(ObjectRef.of(doc), recorded))
-        for doc in documents
-    ]
+    results = [cluster.apply(doc, namespace) for doc in documents]
     for result in results:
         ctx.logger.info(str(result))
-    current = [result.ref for result in results]
+    # an object this deployment created stays its own through later applies
+    current = [
+        replace(r.ref, created=_was_created(r.ref, recorded) or r.ref.created) for r in results
+    ]
     subject.instance.runtime_properties["objects"] = [ref.to_dict() for ref in current]
     dropped = [old for old in recorded if not any(old.same_object(new) for new in current)]
     _delete(ctx, subject, cluster, dropped)

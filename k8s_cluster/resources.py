@@ -266,8 +266,9 @@ class Cluster:
         listed = resource.get(namespace=namespace or None, **selectors)
         return [item.to_dict() for item in listed.items]
 
-    def apply(self, obj: dict, default_namespace: str = "", was_created: bool = False) -> Applied:
-        """Create the object or patch it to the definition (server-side apply, forced)."""
+    def apply(self, obj: dict, default_namespace: str = "") -> Applied:
+        """Create the object or patch it to the definition (server-side apply, forced).
+        The result's ref says created when this apply made it."""
         obj = normalized(obj)
         resource = self.resource(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
@@ -277,7 +278,7 @@ class Cluster:
             meta.pop("namespace", None)
         before = self.get(ObjectRef.of(obj))
         after = self._server_side_apply(resource, obj)
-        ref = ObjectRef.of(obj, created=was_created or before is None)
+        ref = ObjectRef.of(obj, created=before is None)
         if before is None:
             return Applied(ref, "created")
         version = before["metadata"].get("resourceVersion")

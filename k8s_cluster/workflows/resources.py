@@ -44,19 +44,20 @@ def update_resources(ctx, node_ids=(), overrides=None, **_):
             kwargs = (
                 {"overrides": overrides[instance.node_id]} if instance.node_id in overrides else {}
             )
-            tasks[instance.id] = graph.add_task(
-                instance.execute_operation(UPDATE_OPERATION, kwargs=kwargs)
-            )
-    for instance in ctx.node_instances:
-        for rel in instance.relationships if instance.id in tasks else ():
-            if rel.target_id in tasks:
-                graph.add_dependency(tasks[instance.id], tasks[rel.target_id])
+            tasks[instance.id] = instance.execute_operation(UPDATE_OPERATION, kwargs=kwargs)
+            graph.add_task(tasks[instance.id])
+    for instance_id, task in tasks.items():
+        for rel in ctx.get_node_instance(instance_id).relationships:
+            if rel.target_id in tasks:  # targets first, as install orders them
+                graph.add_dependency(task, tasks[rel.target_id])
     ctx.logger.info(f"Updating {', '.join(sorted(chosen))}")
     graph.execute()
 
 
 @workflow
-def migrate_pods(ctx, workload, from_node, to_node="", method="evict", timeout=300, **_):
+def migrate_pods(
+    ctx, workload, from_node, to_node="", method="evict", timeout=300, grace_period=-1, **_
+):
     """Move the pods of a Deployment node (`workload`, a node id) from one Kubernetes Node to
     another, within its PodDisruptionBudgets (see k8s_cluster.pod_migration)."""
     instance = _single_instance(ctx, workload)
@@ -66,7 +67,8 @@ def migrate_pods(ctx, workload, from_node, to_node="", method="evict", timeout=3
         raise NonRecoverableError(
             f"{workload} holds no Deployment (objects: {', '.join(map(str, refs))})"
         )
-    move = Migration(deployments[0], from_node, to_node, method, float(timeout))
+    grace = None if int(grace_period) < 0 else int(grace_period)
+    move = Migration(deployments[0], from_node, to_node, method, float(timeout), grace)
     try:
         cluster = Cluster(_connection(ctx, instance).api_client())
         placed = migrate(cluster, move, ctx.logger.info)
@@ -89,7 +91,7 @@ def _single_instance(ctx, node_id: str):
 
 def _connection(ctx, instance):
     for rel in instance.relationships:
-        target = ctx.get_node(rel.target_id)
+        target = rel.target_node_instance.node
         if CONNECTION_TYPE in target.type_hierarchy:
             return connection_from(target.properties)
     raise NonRecoverableError(f"{instance.node_id} has no relationship to a {CONNECTION_TYPE}")

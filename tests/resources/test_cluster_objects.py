@@ -70,9 +70,9 @@ def test_apply_creates_then_converges_then_patches(cluster):
     first = [cluster.apply(doc, ns) for doc in docs]
     assert [str(a) for a in first] == ["Deployment apply/web created", "Service apply/web created"]
     assert all(a.ref.created for a in first)
-    second = [cluster.apply(doc, ns, was_created=True) for doc in docs]
+    second = [cluster.apply(doc, ns) for doc in docs]
     assert [a.action for a in second] == ["unchanged", "unchanged"]
-    assert all(a.ref.created for a in second)  # still ours: a re-run keeps the record
+    assert not any(a.ref.created for a in second)  # this apply did not create them
 
     docs[0]["spec"]["replicas"] = 3
     changed = cluster.apply(docs[0], ns)
