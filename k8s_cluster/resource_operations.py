@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 
 import urllib3
 from cloudify.constants import RELATIONSHIP_INSTANCE
@@ -26,6 +25,8 @@ from .resources import (
     ExternalEndpoint,
     ObjectRef,
     ResourceError,
+    carry_created,
+    check_access,
     load_documents,
     machine_address,
     merge_patch,
@@ -70,18 +71,27 @@ def cluster_of(instance) -> Iterator[Cluster]:
         yield Cluster(connection.api_client())
     except ResourceError as err:
         raise NonRecoverableError(str(err)) from None
-    except client.ApiException as err:
-        raise RecoverableError(f"Kubernetes API answered {err.status} {err.reason}") from None
-    except (OSError, urllib3.exceptions.HTTPError) as err:
-        raise RecoverableError(f"Kubernetes API unreachable: {err}") from None
+    except (client.ApiException, OSError, urllib3.exceptions.HTTPError) as err:
+        raise api_failure(err) from None
+
+
+def api_failure(err: Exception) -> Exception:
+    """What a failed API call becomes: a certificate the CA does not sign is final; an API
+    server that is down or answers 5xx is worth a retry."""
+    reason = getattr(err, "reason", None)
+    if isinstance(err, urllib3.exceptions.SSLError) or isinstance(
+        reason, urllib3.exceptions.SSLError
+    ):
+        return NonRecoverableError(
+            f"TLS with the Kubernetes API failed (check ca_cert): {reason or err}"
+        )
+    if isinstance(err, client.ApiException):
+        return RecoverableError(f"Kubernetes API answered {err.status} {err.reason}")
+    return RecoverableError(f"Kubernetes API unreachable: {err}")
 
 
 def _recorded(instance) -> list[ObjectRef]:
     return [ObjectRef.from_dict(d) for d in instance.runtime_properties.get("objects", [])]
-
-
-def _was_created(ref: ObjectRef, recorded: list[ObjectRef]) -> bool:
-    return any(old.created and old.same_object(ref) for old in recorded)
 
 
 def _wait(cluster: Cluster, refs: list[ObjectRef], check, timeout: float, what: str) -> None:
@@ -101,16 +111,11 @@ def check_connection(ctx, **_):
     connection = connection_from(ctx.node.properties)
     try:
         api_client = connection.api_client()
-        version = client.VersionApi(api_client).get_code().git_version
+        version = check_access(api_client)
     except ResourceError as err:
         raise NonRecoverableError(str(err)) from None
-    except client.ApiException as err:
-        raise NonRecoverableError(
-            f"Kubernetes API at {connection.api_endpoint or connection.kubeconfig} answered "
-            f"{err.status} {err.reason}: check the credentials"
-        ) from None
-    except (OSError, urllib3.exceptions.HTTPError) as err:
-        raise RecoverableError(f"Kubernetes API unreachable: {err}") from None
+    except (client.ApiException, OSError, urllib3.exceptions.HTTPError) as err:
+        raise api_failure(err) from None
     host = api_client.configuration.host
     ctx.instance.runtime_properties.update({"api_endpoint": host, "server_version": version})
     ctx.logger.info(f"Kubernetes API at {host} answers: {version}")
@@ -142,10 +147,7 @@ def _apply_all(ctx, subject, cluster: Cluster, documents: list[dict]) -> list[Ap
     results = [cluster.apply(doc, namespace) for doc in documents]
     for result in results:
         ctx.logger.info(str(result))
-    # an object this deployment created stays its own through later applies
-    current = [
-        replace(r.ref, created=_was_created(r.ref, recorded) or r.ref.created) for r in results
-    ]
+    current = carry_created([result.ref for result in results], recorded)
     subject.instance.runtime_properties["objects"] = [ref.to_dict() for ref in current]
     dropped = [old for old in recorded if not any(old.same_object(new) for new in current)]
     _delete(ctx, subject, cluster, dropped)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import ipaddress
 import json
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,11 +99,30 @@ class Connection:
         return client.ApiClient(configuration)
 
     def _ca_file(self) -> str:
+        """The CA as a file: the one named, or the PEM text written once to a file named by
+        its digest (a CA certificate is public; the file is only what the client reads)."""
         if "-----BEGIN CERTIFICATE-----" not in self.ca_cert:
             return str(Path(self.ca_cert).expanduser())
-        with tempfile.NamedTemporaryFile("w", suffix=".crt", delete=False) as handle:
-            handle.write(self.ca_cert)  # a CA certificate is public; the file is only a vehicle
-        return handle.name
+        digest = hashlib.sha256(self.ca_cert.encode()).hexdigest()[:16]
+        path = Path(tempfile.gettempdir()) / f"k8s-cluster-ca-{digest}.crt"
+        if not path.exists() or path.read_text() != self.ca_cert:
+            path.write_text(self.ca_cert)
+        return str(path)
+
+
+def check_access(api_client: client.ApiClient) -> str:
+    """The server's version, after an authenticated request (/version alone answers anyone):
+    wrong credentials fail here, naming the answer."""
+    try:
+        client.CoreApi(api_client).get_api_versions()
+    except ApiException as err:
+        if err.status in (401, 403):
+            raise ResourceError(
+                f"the API server at {api_client.configuration.host} answered {err.status} "
+                f"{err.reason}: check the kubeconfig or token"
+            ) from None
+        raise
+    return client.VersionApi(api_client).get_code().git_version
 
 
 # --- definitions -----------------------------------------------------------------------------
@@ -225,6 +245,15 @@ class ObjectRef:
         return cls(**data)
 
 
+def carry_created(refs: list[ObjectRef], recorded: list[ObjectRef]) -> list[ObjectRef]:
+    """An object this deployment created stays its own through later applies (which find it
+    existing): the created mark of the earlier record carries over."""
+    return [
+        replace(ref, created=ref.created or any(o.created and o.same_object(ref) for o in recorded))
+        for ref in refs
+    ]
+
+
 @dataclass
 class Applied:
     ref: ObjectRef
@@ -281,8 +310,7 @@ class Cluster:
         ref = ObjectRef.of(obj, created=before is None)
         if before is None:
             return Applied(ref, "created")
-        version = before["metadata"].get("resourceVersion")
-        if version == after["metadata"].get("resourceVersion"):
+        if _without_status(before) == _without_status(after):
             return Applied(ref, "unchanged")
         return Applied(ref, "configured", changed_paths(_content(obj), before))
 
@@ -338,6 +366,15 @@ class Cluster:
             internal = [a["address"] for a in addresses if a.get("type") == "InternalIP"]
             found += internal[:1] or [a["address"] for a in addresses[:1]]
         return found
+
+
+def _without_status(obj: dict) -> dict:
+    """The object without what controllers change on their own (status, versions), to tell
+    whether an apply changed it."""
+    rest = {k: v for k, v in obj.items() if k != "status"}
+    volatile = ("resourceVersion", "managedFields", "generation")
+    rest["metadata"] = {k: v for k, v in obj["metadata"].items() if k not in volatile}
+    return rest
 
 
 def _content(obj: dict) -> dict:

@@ -272,7 +272,8 @@ def test_migrate_pods_moves_them_and_keeps_min_available(app, cluster, kubeconfi
 
 
 def test_uninstall_deletes_what_it_created_and_nothing_else(app, kubeconfig, cfy, before_app):
-    cfy("uninstall", "-b", APP)
+    result = cfy("uninstall", "-b", APP)
+    assert "existed before this deployment" not in result.stdout  # every object was its own
     namespaces = [n["metadata"]["name"] for n in get_json(kubeconfig, "namespaces")["items"]]
     assert NAMESPACE not in namespaces
     assert snapshot(kubeconfig) == before_app

@@ -4,14 +4,18 @@ fake kubelet for two nodes: apply, readiness, external endpoints, delete."""
 from __future__ import annotations
 
 import pytest
+import urllib3
+from cloudify.exceptions import NonRecoverableError, RecoverableError
 
 from k8s_cluster import kube
+from k8s_cluster.resource_operations import api_failure
 from k8s_cluster.resources import (
     Cluster,
     Connection,
     ExternalEndpoint,
     ObjectRef,
     ResourceError,
+    check_access,
     load_documents,
     ready_endpoints,
 )
@@ -188,3 +192,24 @@ def test_delete_with_propagation_then_gone(cluster):
     kube.wait_until(lambda: cluster.gone(ref), 20, f"{ref} deleted")
     wait_for(lambda: not cluster.list("v1", "Pod", ns), message="pods deleted with it")
     assert not cluster.delete(ref)  # already gone
+
+
+def test_access_is_checked_with_the_credentials(apiserver, tmp_path):
+    assert check_access(Connection(kubeconfig=apiserver.kubeconfig).api_client()) == "v1.36.2-sim"
+    ca = str(apiserver.pki / "ca.crt")
+    wrong_token = Connection(api_endpoint=apiserver.url, token="not-a-token", ca_cert=ca)
+    with pytest.raises(ResourceError, match="answered 401 Unauthorized: check the kubeconfig"):
+        check_access(wrong_token.api_client())
+
+
+def test_a_certificate_the_ca_does_not_sign_is_a_final_error(apiserver, tmp_path):
+    other_ca = make_pki(tmp_path) / "ca.crt"
+    connection = Connection(api_endpoint=apiserver.url, token="t", ca_cert=str(other_ca))
+    api_client = connection.api_client()
+    api_client.configuration.retries = 0
+    with pytest.raises(urllib3.exceptions.HTTPError) as caught:
+        check_access(api_client)
+    failure = api_failure(caught.value)
+    assert isinstance(failure, NonRecoverableError)
+    assert "check ca_cert" in str(failure)
+    assert isinstance(api_failure(OSError("connection refused")), RecoverableError)

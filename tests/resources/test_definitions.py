@@ -10,7 +10,9 @@ import pytest
 from k8s_cluster.resources import (
     Connection,
     ExternalEndpoint,
+    ObjectRef,
     ResourceError,
+    carry_created,
     changed_paths,
     load_documents,
     machine_address,
@@ -195,3 +197,20 @@ def test_token_connection_sends_a_bearer_token_and_trusts_the_ca(tmp_path):
     assert "abc.def" not in repr(connection)
     pem = Connection(api_endpoint="https://a:6443", token="t", ca_cert=ca.read_text())
     assert Path(pem.api_client().configuration.ssl_ca_cert).read_text() == ca.read_text()
+
+
+def test_created_mark_carries_over_to_later_applies():
+    mine = ObjectRef("v1", "ConfigMap", "a", "shop", created=True)
+    theirs = ObjectRef("v1", "ConfigMap", "b", "shop", created=False)
+    again = [
+        ObjectRef("v1", "ConfigMap", "a", "shop"),
+        ObjectRef("v1", "ConfigMap", "b", "shop"),
+        ObjectRef("v1", "ConfigMap", "c", "shop", created=True),
+        ObjectRef("v1", "ConfigMap", "a", "other"),
+    ]
+    assert [ref.created for ref in carry_created(again, [mine, theirs])] == [
+        True,
+        False,
+        True,
+        False,
+    ]
