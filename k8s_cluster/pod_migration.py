@@ -128,7 +128,7 @@ def _by_eviction(cluster: Cluster, core: client.CoreV1Api, move: Migration, sele
 def _by_affinity(cluster: Cluster, move: Migration, deployment: dict) -> None:
     strategy = (deployment.get("spec") or {}).get("strategy") or {}
     deadline = time.monotonic() + move.timeout
-    _patch(cluster, move.workload, _pin_patch(move.to_node))
+    _patch(cluster, move.workload, pin_patch(move.to_node))
     try:
         _wait_available(cluster, move.workload, deadline)
     finally:
@@ -139,7 +139,7 @@ def _by_affinity(cluster: Cluster, move: Migration, deployment: dict) -> None:
         _patch(cluster, move.workload, {"spec": {"strategy": restore}})
 
 
-def _pin_patch(node: str) -> dict:
+def pin_patch(node: str) -> dict:
     required = {
         "nodeSelectorTerms": [
             {"matchExpressions": [{"key": HOSTNAME_LABEL, "operator": "In", "values": [node]}]}

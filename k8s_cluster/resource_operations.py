@@ -19,7 +19,6 @@ from kubernetes import client
 from . import kube
 from .resources import (
     PROPAGATION_POLICIES,
-    Applied,
     Cluster,
     Connection,
     ExternalEndpoint,
@@ -63,16 +62,23 @@ def connection_from(properties: dict) -> Connection:
 
 
 @contextmanager
-def cluster_of(instance) -> Iterator[Cluster]:
-    """The cluster an object node lives in (its relationship to a ClusterConnection). Errors
-    of the definitions are final; an unreachable API server is worth a retry."""
-    connection = connection_from(_target(instance, CONNECTION_TYPE).node.properties)
+def api_errors() -> Iterator[None]:
+    """Errors of definitions and credentials are final; an unreachable API server is worth a
+    retry (see api_failure)."""
     try:
-        yield Cluster(connection.api_client())
+        yield
     except ResourceError as err:
         raise NonRecoverableError(str(err)) from None
     except (client.ApiException, OSError, urllib3.exceptions.HTTPError) as err:
         raise api_failure(err) from None
+
+
+@contextmanager
+def cluster_of(instance) -> Iterator[Cluster]:
+    """The cluster an object node lives in (its relationship to a ClusterConnection)."""
+    connection = connection_from(_target(instance, CONNECTION_TYPE).node.properties)
+    with api_errors():
+        yield Cluster(connection.api_client())
 
 
 def api_failure(err: Exception) -> Exception:
@@ -109,13 +115,9 @@ def _wait(cluster: Cluster, refs: list[ObjectRef], check, timeout: float, what: 
 def check_connection(ctx, **_):
     """Reach the API server once, so a wrong kubeconfig, token or CA fails install first."""
     connection = connection_from(ctx.node.properties)
-    try:
+    with api_errors():
         api_client = connection.api_client()
         version = check_access(api_client)
-    except ResourceError as err:
-        raise NonRecoverableError(str(err)) from None
-    except (client.ApiException, OSError, urllib3.exceptions.HTTPError) as err:
-        raise api_failure(err) from None
     host = api_client.configuration.host
     ctx.instance.runtime_properties.update({"api_endpoint": host, "server_version": version})
     ctx.logger.info(f"Kubernetes API at {host} answers: {version}")
@@ -139,7 +141,7 @@ def node_documents(ctx, overrides: dict) -> list[dict]:
     return [merge_patch(doc, overrides) for doc in documents]
 
 
-def _apply_all(ctx, subject, cluster: Cluster, documents: list[dict]) -> list[Applied]:
+def _apply_all(ctx, subject, cluster: Cluster, documents: list[dict]) -> None:
     """Apply the documents in order, record them, and delete objects this node created
     before that its definition no longer holds."""
     recorded = _recorded(subject.instance)
@@ -151,7 +153,6 @@ def _apply_all(ctx, subject, cluster: Cluster, documents: list[dict]) -> list[Ap
     subject.instance.runtime_properties["objects"] = [ref.to_dict() for ref in current]
     dropped = [old for old in recorded if not any(old.same_object(new) for new in current)]
     _delete(ctx, subject, cluster, dropped)
-    return results
 
 
 @operation(resumable=True)
@@ -273,13 +274,9 @@ def _publish_external(ctx) -> None:
     EndpointSlice. Runs at create and again at every establish of the routes_to relationship
     (install, and heal of the machine), so a new address is published."""
     subject = _subject(ctx)
-    try:
-        endpoint = external_endpoint(subject)
-        documents = endpoint.objects()
-    except ResourceError as err:
-        raise NonRecoverableError(str(err)) from None
+    endpoint = external_endpoint(subject)
     with cluster_of(subject.instance) as cluster:
-        _apply_all(ctx, subject, cluster, documents)
+        _apply_all(ctx, subject, cluster, endpoint.objects())
     ctx.logger.info(
         f"{endpoint.name}.{endpoint.namespace}.svc routes to {endpoint.address}:{endpoint.port}"
     )

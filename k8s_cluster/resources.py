@@ -230,12 +230,7 @@ class ObjectRef:
         return cls(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace", ""), created)
 
     def same_object(self, other: ObjectRef) -> bool:
-        return (self.api_version, self.kind, self.name, self.namespace) == (
-            other.api_version,
-            other.kind,
-            other.name,
-            other.namespace,
-        )
+        return replace(self, created=False) == replace(other, created=False)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -6,8 +6,8 @@ from cloudify.decorators import workflow
 from cloudify.exceptions import NonRecoverableError
 
 from ..pod_migration import Migration, migrate
-from ..resource_operations import CONNECTION_TYPE, connection_from
-from ..resources import Cluster, ObjectRef, ResourceError
+from ..resource_operations import CONNECTION_TYPE, api_errors, connection_from
+from ..resources import Cluster, ObjectRef
 
 OBJECT_TYPE = "k8s.resources.Object"
 UPDATE_OPERATION = "k8s.interfaces.resources.update"
@@ -69,11 +69,9 @@ def migrate_pods(
         )
     grace = None if int(grace_period) < 0 else int(grace_period)
     move = Migration(deployments[0], from_node, to_node, method, float(timeout), grace)
-    try:
+    with api_errors():
         cluster = Cluster(_connection(ctx, instance).api_client())
         placed = migrate(cluster, move, ctx.logger.info)
-    except ResourceError as err:
-        raise NonRecoverableError(f"migrate_pods: {err}") from None
     ctx.logger.info(f"Moved {move.workload} off {from_node} ({method}): {len(placed)} pods")
 
 
