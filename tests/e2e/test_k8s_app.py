@@ -20,7 +20,7 @@ import yaml
 
 from .conftest import GATEWAY, kubectl
 
-CLUSTER = "k8s"
+CLUSTER = "k8sapp"  # its own cluster deployment, whatever else the session installs
 APP = "app"
 NAMESPACE = "shop"
 DB_PORT = 5432
@@ -265,6 +265,7 @@ def test_migrate_pods_moves_them_and_keeps_min_available(app, cluster, kubeconfi
         migrate(
             cfy, workload="app", from_node=source, to_node=target, method=method, grace_period=1
         )
+    print(f"\n{method}: fewest ready pods seen during the move: {watch.lowest}")
     assert pods_by_node(kubeconfig) == {target: 3}
     assert watch.lowest is not None and watch.lowest >= 2, f"minAvailable 2 broken: {watch.lowest}"
     nodes = get_json(kubeconfig, "nodes")["items"]
