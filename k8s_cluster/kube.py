@@ -146,6 +146,24 @@ def _pod_key(pod: client.V1Pod) -> str:
     return f"{pod.metadata.namespace}/{pod.metadata.name}"
 
 
+@dataclass(frozen=True)
+class PodFilter:
+    """Which pods of a node to drain: all (the default), or one namespace's with labels."""
+
+    namespace: str = ""
+    label_selector: str = ""
+
+
+def _pods_on(api: client.CoreV1Api, node: str, pods: PodFilter) -> list[client.V1Pod]:
+    on_node = f"spec.nodeName={node}"
+    labels = pods.label_selector or None
+    if pods.namespace:
+        return api.list_namespaced_pod(
+            pods.namespace, field_selector=on_node, label_selector=labels
+        ).items
+    return api.list_pod_for_all_namespaces(field_selector=on_node, label_selector=labels).items
+
+
 def pods_to_evict(pods: Iterable[client.V1Pod]) -> list[client.V1Pod]:
     """What kubectl drain evicts: not DaemonSet pods, not mirror (static) pods, not finished."""
     chosen = []
@@ -162,17 +180,20 @@ def pods_to_evict(pods: Iterable[client.V1Pod]) -> list[client.V1Pod]:
 
 
 def drain(
-    api: client.CoreV1Api, name: str, timeout: float, grace_period: int | None = None
+    api: client.CoreV1Api,
+    name: str,
+    timeout: float,
+    grace_period: int | None = None,
+    pods: PodFilter | None = None,
 ) -> DrainResult:
     """Cordon, then evict through the Eviction API (PodDisruptionBudgets hold) until the node
-    has no pods left to evict or `timeout` passes. Blocked pods are reported, not deleted."""
+    has no pods left to evict or `timeout` passes. Blocked pods are reported, not deleted.
+    `pods` limits the drain to some pods (one workload's), the node's others stay."""
     set_unschedulable(api, name, True)
     result = DrainResult()
     deadline = time.monotonic() + timeout
     while True:
-        pending = pods_to_evict(
-            api.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={name}").items
-        )
+        pending = pods_to_evict(_pods_on(api, name, pods or PodFilter()))
         result.blocked = {}
         for pod in pending:
             if pod.metadata.deletion_timestamp:

@@ -72,14 +72,19 @@ def refuse_to_orphan_hosts(ctx, spec: ClusterSpec) -> None:
         )
 
 
+def has_cluster(ctx) -> bool:
+    return any(CLUSTER_TYPE in node.type_hierarchy for node in ctx.nodes)
+
+
 @workflow
 def install(ctx, **_):
-    spec = cluster_spec(ctx)
-    refuse_to_orphan_hosts(ctx, spec)
-    ctx.logger.info(
-        f"Installing a Kubernetes {spec.kubernetes_version} cluster on {spec.provider} hosts: "
-        f"{spec.control_plane_count} control plane, {spec.worker_count} workers"
-    )
+    if has_cluster(ctx):  # blueprints of Kubernetes objects (k8s-app.yaml) have none
+        spec = cluster_spec(ctx)
+        refuse_to_orphan_hosts(ctx, spec)
+        ctx.logger.info(
+            f"Installing a Kubernetes {spec.kubernetes_version} cluster on {spec.provider} "
+            f"hosts: {spec.control_plane_count} control plane, {spec.worker_count} workers"
+        )
     with parallel_tasks(ctx):
         lifecycle.install_node_instances(
             graph=ctx.graph_mode(), node_instances=set(ctx.node_instances)
