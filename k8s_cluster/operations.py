@@ -7,6 +7,7 @@ properties; the admin kubeconfig lives in a 0600 file in the deployment's local 
 from __future__ import annotations
 
 import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -250,6 +251,10 @@ def reset_node(ctx, **_):
         host = _own_host(ctx)
     except KeyError:
         return  # the host was never created
+    report = _recent_health(ctx) if ctx.workflow_id in HEAL_WORKFLOWS else None
+    if report is not None and not report.ssh_ok:
+        ctx.logger.info(f"Not resetting {host.name}: it did not answer this heal's check")
+        return
     try:
         with Remote(host) as remote:
             node.reset(remote)
@@ -377,13 +382,26 @@ def heal_policy(params: dict) -> RemovalPolicy:
     )
 
 
+HEALTH_FRESH = 600  # seconds a health report speaks for the host
+
+
+def _recent_health(ctx) -> health.Health | None:
+    """The health report recorded on this instance's host by a check of the last minutes
+    (the one heal runs first), if any."""
+    report = _related(ctx, CONTAINED_IN, relationship=True).instance.runtime_properties.get(
+        "health"
+    )
+    if not report or time.time() - report.get("checked_at", 0) > HEALTH_FRESH:
+        return None
+    return health.Health.from_dict(report)
+
+
 def _kubelet_answers(ctx, api, name: str) -> bool:
-    """As the health check run by this heal saw it (recorded on the host instance); without
-    one (check_status=false), as the Node's Ready condition says now."""
-    host = _related(ctx, CONTAINED_IN, relationship=True).instance.runtime_properties
-    report = host.get("health")
-    if report and report.get("host") == name:
-        return health.Health.from_dict(report).kubelet_answers
+    """As the health check run by this heal saw it; without one (check_status=false), as the
+    Node's Ready condition says now."""
+    report = _recent_health(ctx)
+    if report is not None and report.host == name:
+        return report.kubelet_answers
     try:
         return kube.ready_condition(api.read_node(name))[0] == "True"
     except (kube.ApiException, OSError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -123,7 +124,7 @@ def test_heal_policy_comes_from_the_execution(tmp_path):
 
 
 def test_heal_drains_a_worker_whose_kubelet_answers(tmp_path, cluster):  # noqa: F811
-    answering = report("w1").to_dict()
+    answering = report("w1", checked_at=time.time()).to_dict()
     operations.remove_worker_node(ctx=heal_ctx(tmp_path, answering))
     assert cluster.drains == [("w1", 30.0, 5)] and cluster.deleted == ["w1"]
 
@@ -135,7 +136,8 @@ def test_heal_deletes_the_pods_of_a_worker_whose_kubelet_does_not(tmp_path, clus
         "delete_pods_of_lost_node",
         lambda api, name, grace: deleted_pods.append((name, grace)) or ["default/web-1"],
     )
-    operations.remove_worker_node(ctx=heal_ctx(tmp_path, report("w1", down_for=60).to_dict()))
+    lost = report("w1", down_for=60, checked_at=time.time()).to_dict()
+    operations.remove_worker_node(ctx=heal_ctx(tmp_path, lost))
     assert deleted_pods == [("w1", 5)] and cluster.drains == [] and cluster.deleted == ["w1"]
 
 
@@ -187,3 +189,24 @@ def test_pods_of_a_lost_node_get_the_grace_period_first(monkeypatch):
     kube.delete_pods_of_lost_node(api, "w1", grace_period=None, sleep=slept.append)
     assert api.calls == [("web-1", None), ("web-1", 0)]  # graceful, then at once
     assert len(slept) >= 10  # waited the pod's own 30 s (2 s per tick of the fake clock)
+
+
+def test_heal_does_not_reset_a_host_that_did_not_answer_its_check(tmp_path, monkeypatch):
+    ctx = heal_ctx(tmp_path, report("w1", down_for=60, checked_at=time.time()).to_dict())
+    ctx.instance.relationships[0].target.instance.runtime_properties["host"] = {
+        "name": "w1",
+        "address": "10.0.0.9",
+        "user": "root",
+        "key_file": "k",
+        "host_key": "h",
+    }
+    monkeypatch.setattr(operations, "Remote", lambda host: pytest.fail("reset tried SSH"))
+    operations.reset_node(ctx=ctx)
+
+
+def test_an_old_report_does_not_speak_for_the_host(tmp_path, cluster, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(kube, "core_api", lambda path: SimpleNamespace(read_node=lambda name: name))
+    monkeypatch.setattr(kube, "ready_condition", lambda node: ("True", None))
+    stale = report("w1", down_for=60, checked_at=time.time() - 3600).to_dict()
+    operations.remove_worker_node(ctx=heal_ctx(tmp_path, stale))
+    assert cluster.drains  # no recent report: the Node is read instead, and drained
