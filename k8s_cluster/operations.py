@@ -237,12 +237,10 @@ def remove_worker_node(ctx, **_):
     policy = removal_policy(ctx)
     if policy.lost_node and not _kubelet_answers(ctx, api, name):
         _delete_pods_of_lost_node(ctx, api, name, policy)
-        kube.delete_node(api, name)
-        ctx.logger.info(f"Node {name} deleted")
-        return
-    _drain_for_removal(ctx, api, name, policy)
+    else:
+        _drain_for_removal(ctx, api, name, policy)
     kube.delete_node(api, name)
-    ctx.logger.info(f"Node {name} drained and deleted")
+    ctx.logger.info(f"Node {name} deleted")
 
 
 @operation(resumable=True)
