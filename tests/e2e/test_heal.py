@@ -193,47 +193,39 @@ def test_heal_of_the_single_control_plane_is_refused(healthy):
     assert healthy.provider.state(control_plane) == "RUNNING"
 
 
-def test_powered_off_worker_is_found_and_replaced(healthy, capsys):
-    worker = healthy.workers()[0]
-    address = healthy.instances()[worker]["runtime_properties"]["host"]["address"]
-    before = healthy.nodes()
-    healthy.provider.power_off(worker)
+def check_then_heal(cluster, worker: str, fail, label: str, capsys):
+    """Fail the worker; check_cluster must report it and heal replace it. The check's result."""
+    address = cluster.instances()[worker]["runtime_properties"]["host"]["address"]
+    before = cluster.nodes()
+    fail(worker)
 
-    check = healthy.run("check_cluster")
-    report = healthy.instances()[worker]["runtime_properties"]["health"]
+    check = cluster.run("check_cluster")
+    report = cluster.instances()[worker]["runtime_properties"]["health"]
     assert report["ssh"] != "ok" and report["unhealthy_since"] is not None
     assert f"Unhealthy: {worker}" in check.stdout + check.stderr
 
     started = time.monotonic()
-    result = healthy.heal(worker)
+    result = cluster.heal(worker)
     assert "replace the host" in result.stdout + result.stderr
-    healthy.wait("every Node Ready", healthy.all_ready)
-    ready_after = time.monotonic() - started
+    cluster.wait("every Node Ready", cluster.all_ready)
     with capsys.disabled():
-        print(f"\nheal of a powered-off worker: {ready_after:.1f} s to every Node Ready")
-    assert_replaced(healthy, worker, before, address)
+        print(
+            f"\n{label} worker: check_cluster {check.seconds:.1f} s; heal start to every Node "
+            f"Ready {time.monotonic() - started:.1f} s"
+        )
+    assert_replaced(cluster, worker, before, address)
+    return check
+
+
+def test_powered_off_worker_is_found_and_replaced(healthy, capsys):
+    check_then_heal(
+        healthy, healthy.workers()[0], healthy.provider.power_off, "powered-off", capsys
+    )
 
 
 def test_hung_worker_is_checked_in_seconds_and_replaced(healthy, capsys):
-    worker = healthy.workers()[1]
-    address = healthy.instances()[worker]["runtime_properties"]["host"]["address"]
-    before = healthy.nodes()
-    healthy.provider.freeze(worker)
-
-    check = healthy.run("check_cluster")
+    check = check_then_heal(healthy, healthy.workers()[1], healthy.provider.freeze, "hung", capsys)
     assert check.seconds < 30, f"check_cluster took {check.seconds:.1f} s on a hung host"
-    report = healthy.instances()[worker]["runtime_properties"]["health"]
-    assert report["ssh"] != "ok"
-
-    started = time.monotonic()
-    healthy.heal(worker)
-    healthy.wait("every Node Ready", healthy.all_ready)
-    with capsys.disabled():
-        print(
-            f"\ncheck_cluster with a hung host: {check.seconds:.1f} s; heal of the hung worker: "
-            f"{time.monotonic() - started:.1f} s to every Node Ready"
-        )
-    assert_replaced(healthy, worker, before, address)
 
 
 def test_stopped_kubelet_gets_the_node_software_reinstalled_on_the_same_host(healthy):
