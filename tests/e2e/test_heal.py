@@ -193,6 +193,17 @@ def test_heal_of_the_single_control_plane_is_refused(healthy):
     assert healthy.provider.state(control_plane) == "RUNNING"
 
 
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [("no_such_instance", "neither a host instance"), ("", "node_instance_id is required")],
+)
+def test_heal_of_an_unknown_instance_is_refused(healthy, target, message):
+    result = healthy.run("heal", f"node_instance_id={target}", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and message in output and "Nothing was changed" in output
+    assert "worker_host_" in output  # it names the hosts there are
+
+
 def check_then_heal(cluster, worker: str, fail, label: str, capsys):
     """Fail the worker; check_cluster must report it and heal replace it. The check's result."""
     address = cluster.instances()[worker]["runtime_properties"]["host"]["address"]
