@@ -77,6 +77,7 @@ DEFAULTS: dict[str, Any] = {
         "boot_timeout": 120,
     },
     "existing_machines": [],
+    "node_monitor_grace_period": "40s",
 }
 
 
@@ -129,6 +130,7 @@ class ClusterSpec:
     ssh_private_key_file: str  # absolute path, or "" (local provider generates a key)
     local: LocalSettings
     existing_machines: tuple[Machine, ...]
+    node_monitor_grace_period: str = "40s"  # how long a silent kubelet's Node stays Ready
 
 
 # --- Collecting problems ---------------------------------------------------------------------
@@ -210,6 +212,22 @@ def _control_plane_count(value: Any) -> int:
         raise _Bad(
             "is not supported yet: highly available control planes are not implemented", expected
         )
+    return value
+
+
+_GRACE = re.compile(r"([1-9][0-9]*)(s|m)")
+GRACE_SECONDS = (10, 3600)
+
+
+def _node_monitor_grace_period(value: Any) -> str:
+    low, high = GRACE_SECONDS
+    expected = f"a duration such as '40s' or '2m', from {low}s to {high // 60}m"
+    match = _GRACE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise _Bad("is not a duration in seconds or minutes", expected)
+    seconds = int(match[1]) * (60 if match[2] == "m" else 1)
+    if not low <= seconds <= high:
+        raise _Bad("is out of range", expected)
     return value
 
 
@@ -736,6 +754,7 @@ class _Checked:
     key_file: str | None
     local: LocalSettings | None
     machines: list[dict[str, Any]]  # Machine fields, one per existing_machines entry
+    grace: str | None = None  # node_monitor_grace_period
 
     @property
     def nodes(self) -> int | None:
@@ -791,6 +810,11 @@ def _check_each(problems: _Problems, given: dict[str, Any], base_dir: Path | Non
     local = _check_local_settings(problems, given["local_settings"])
     machine_defaults = _MachineDefaults(user, key_file, base_dir)
     machines = _check_machines(problems, given["existing_machines"], provider, machine_defaults)
+    grace = check(
+        "node_monitor_grace_period",
+        given["node_monitor_grace_period"],
+        _node_monitor_grace_period,
+    )
     return _Checked(
         provider=provider,
         control_planes=control_planes,
@@ -804,6 +828,7 @@ def _check_each(problems: _Problems, given: dict[str, Any], base_dir: Path | Non
         key_file=key_file,
         local=local,
         machines=machines,
+        grace=grace,
     )
 
 
@@ -858,4 +883,5 @@ def _spec(checked: _Checked) -> ClusterSpec:
         ssh_private_key_file=checked.key_file,
         local=checked.local,
         existing_machines=tuple(Machine(**fields) for fields in checked.machines),
+        node_monitor_grace_period=checked.grace,
     )

@@ -223,3 +223,51 @@ def _evict(api: client.CoreV1Api, pod: client.V1Pod, grace: int | None, result: 
         raise
     result.evicted.append(_pod_key(pod))
     result.blocked[_pod_key(pod)] = "terminating"
+
+
+# --- health and lost nodes -------------------------------------------------------------------
+
+
+def ready_condition(node: client.V1Node) -> tuple[str, float | None]:
+    """The Ready condition's status (True, False, Unknown) and when it last changed (epoch s)."""
+    for condition in node.status.conditions or []:
+        if condition.type == "Ready":
+            changed = condition.last_transition_time
+            return condition.status, changed.timestamp() if changed else None
+    return "Unknown", None
+
+
+def delete_pods_of_lost_node(
+    api: client.CoreV1Api, name: str, grace_period: int | None, sleep=time.sleep
+) -> list[str]:
+    """A Node whose kubelet does not answer never confirms that its pods stopped, and nothing
+    else removes them. Cordon it and delete its pods gracefully (their controllers replace them
+    at once, elsewhere); after the grace period (None: the longest of the pods' own), delete
+    those still there without grace, as the kubelet would have. Returns the pods deleted."""
+    set_unschedulable(api, name, True)
+    pods = _pods_on(api, name)
+    own = (pod.spec.termination_grace_period_seconds for pod in pods)
+    wait = grace_period if grace_period is not None else max(own, default=0)
+    for pod in pods:
+        _delete_pod(api, pod, grace_period)
+    deadline = time.monotonic() + (wait or 0)
+    while _pods_on(api, name) and time.monotonic() < deadline:
+        sleep(POLL_INTERVAL)
+    for pod in _pods_on(api, name):
+        _delete_pod(api, pod, 0)
+    return [_pod_key(pod) for pod in pods]
+
+
+def _pods_on(api: client.CoreV1Api, name: str) -> list[client.V1Pod]:
+    """Every pod bound to the Node, DaemonSet and static ones included: the Node goes."""
+    return api.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={name}").items
+
+
+def _delete_pod(api: client.CoreV1Api, pod: client.V1Pod, grace: int | None) -> None:
+    try:
+        api.delete_namespaced_pod(
+            pod.metadata.name, pod.metadata.namespace, grace_period_seconds=grace
+        )
+    except ApiException as err:
+        if err.status != 404:
+            raise

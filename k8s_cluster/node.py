@@ -34,7 +34,6 @@ SYSCTLS = {
 }
 JOIN_TOKEN_TTL = "15m"
 JOIN_TOKEN_TTL_SECONDS = 15 * 60
-NODE_MONITOR_GRACE_PERIOD = "40s"
 SUITE_DIR = "/var/lib/k8s-cluster"
 REMOTE_REPOSITORY = f"{SUITE_DIR}/repository"
 ADMIN_KUBECONFIG = "/etc/kubernetes/admin.conf"
@@ -168,7 +167,7 @@ def init_control_plane(
             pod_cidr=spec.pod_cidr,
             service_cidr=spec.service_cidr,
             cert_sans=[address, node_name],
-            node_monitor_grace_period=NODE_MONITOR_GRACE_PERIOD,
+            node_monitor_grace_period=spec.node_monitor_grace_period,
             token=token,
             token_ttl=JOIN_TOKEN_TTL,
             token_description="used by kubeadm init only; deleted right after",

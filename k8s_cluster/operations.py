@@ -7,13 +7,14 @@ properties; the admin kubeconfig lives in a 0600 file in the deployment's local 
 from __future__ import annotations
 
 import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from cloudify.decorators import operation
 from cloudify.exceptions import NonRecoverableError, RecoverableError
 
-from . import kube, node
+from . import health, kube, node
 from .hosts import Host, host_name_for
 from .hosts.provider import provider_for
 from .inputs import ClusterSpec, InputError, validate
@@ -146,7 +147,9 @@ def delete_host(ctx, **_):
     """Remove the host, also one whose create failed half-way (it may hold a container)."""
     spec = _spec(ctx)
     name = host_name_for(ctx.instance.id, ctx.node.properties["role"])
-    provider_for(spec, ctx.deployment.id, _state_dir(ctx)).destroy_host(name)
+    provider_for(spec, ctx.deployment.id, _state_dir(ctx)).destroy_host(
+        name, keep_address=ctx.workflow_id in HEAL_WORKFLOWS  # the replacement gets the same one
+    )
     for key in ("host", "node", "kubernetes_package_version"):
         ctx.instance.runtime_properties.pop(key, None)
     ctx.logger.info(f"Host {name} removed")
@@ -236,9 +239,13 @@ def remove_worker_node(ctx, **_):
     if not name or not kubeconfig.exists():
         return
     api = kube.core_api(kubeconfig)
-    _drain_for_removal(ctx, api, name, removal_policy(ctx))
+    policy = removal_policy(ctx)
+    if policy.lost_node and not _kubelet_answers(ctx, api, name):
+        _delete_pods_of_lost_node(ctx, api, name, policy)
+    else:
+        _drain_for_removal(ctx, api, name, policy)
     kube.delete_node(api, name)
-    ctx.logger.info(f"Node {name} drained and deleted")
+    ctx.logger.info(f"Node {name} deleted")
 
 
 @operation(resumable=True)
@@ -247,6 +254,10 @@ def reset_node(ctx, **_):
         host = _own_host(ctx)
     except KeyError:
         return  # the host was never created
+    report = _recent_health(ctx) if ctx.workflow_id in HEAL_WORKFLOWS else None
+    if report is not None and not report.ssh_ok:
+        ctx.logger.info(f"Not resetting {host.name}: it did not answer this heal's check")
+        return
     try:
         with Remote(host) as remote:
             node.reset(remote)
@@ -265,6 +276,8 @@ SCALE_DRAIN_TIMEOUT = 300  # the scale workflow's default drain_timeout
 class RemovalPolicy:
     """How a worker's stop drains it. strict: a drain that cannot finish keeps the worker.
     grace_period None: each pod's own terminationGracePeriodSeconds."""
+
+    lost_node = False  # see HealPolicy
 
     def __init__(self, strict: bool, drain_timeout: float, grace_period: int | None) -> None:
         self.strict = strict
@@ -285,8 +298,11 @@ def removal_policy(ctx) -> RemovalPolicy:
     drain_grace_period, allow_ungraceful_removal): the execution record is the one place that
     holds them on a manager and in local mode alike, so nothing has to be written anywhere or
     cleaned up afterwards, and a retried or resumed task reads the same values. Any other
-    workflow (uninstall, heal) keeps the bounded drain that removes the worker in any case.
+    workflow (uninstall) keeps the bounded drain that removes the worker in any case. Under
+    heal and auto_heal, see heal_policy.
     """
+    if ctx.workflow_id in HEAL_WORKFLOWS:
+        return heal_policy(_execution_parameters(ctx))
     if ctx.workflow_id != SCALE_WORKFLOW:
         return UNINSTALL_POLICY
     params = _execution_parameters(ctx)
@@ -342,3 +358,85 @@ def _uncordon(ctx, api, name: str) -> None:
         kube.set_unschedulable(api, name, False)
     except (kube.ApiException, OSError) as err:
         ctx.logger.warning(f"Could not uncordon {name}: {err}")
+
+
+# --- heal --------------------------------------------------------------------------------------
+
+HEAL_WORKFLOWS = ("heal", "auto_heal")
+HEAL_DRAIN_TIMEOUT = 300  # the heal workflows' default drain_timeout
+
+
+class HealPolicy(RemovalPolicy):
+    """A Node whose kubelet does not answer is not drained (a drain cannot finish there): its
+    pods are deleted after grace_period, see kube.delete_pods_of_lost_node."""
+
+    lost_node = True
+
+
+def heal_policy(params: dict) -> RemovalPolicy:
+    """Heal removes the worker in any case (bounded drain, never strict). A worker whose
+    kubelet still answers is drained; one whose kubelet does not has its pods deleted after
+    pod_eviction_grace_period (-1: each pod's own), so their controllers replace them."""
+    grace = int(params.get("pod_eviction_grace_period", -1))
+    return HealPolicy(
+        strict=False,
+        drain_timeout=float(params.get("drain_timeout", HEAL_DRAIN_TIMEOUT)),
+        grace_period=None if grace < 0 else grace,
+    )
+
+
+HEALTH_FRESH = 600  # seconds a health report speaks for the host
+
+
+def _recent_health(ctx) -> health.Health | None:
+    """The health report recorded on this instance's host by a check of the last minutes
+    (the one heal runs first), if any."""
+    report = _related(ctx, CONTAINED_IN, relationship=True).instance.runtime_properties.get(
+        "health"
+    )
+    if not report or time.time() - report.get("checked_at", 0) > HEALTH_FRESH:
+        return None
+    return health.Health.from_dict(report)
+
+
+def _kubelet_answers(ctx, api, name: str) -> bool:
+    """As the health check run by this heal saw it; without one (check_status=false), as the
+    Node's Ready condition says now."""
+    report = _recent_health(ctx)
+    if report is not None and report.host == name:
+        return report.kubelet_answers
+    try:
+        return kube.ready_condition(api.read_node(name))[0] == "True"
+    except (kube.ApiException, OSError):
+        return False
+
+
+def _delete_pods_of_lost_node(ctx, api, name: str, policy: RemovalPolicy) -> None:
+    grace = "each pod's own" if policy.grace_period is None else f"{policy.grace_period} s"
+    ctx.logger.info(f"Node {name}: its kubelet does not answer; deleting its pods (grace {grace})")
+    try:
+        pods = kube.delete_pods_of_lost_node(api, name, policy.grace_period)
+    except (kube.ApiException, OSError) as err:
+        ctx.logger.warning(f"Could not delete the pods of {name} ({err}); deleting the Node")
+        return
+    ctx.logger.info(f"Node {name}: deleted {len(pods)} pod(s): {', '.join(pods) or 'none'}")
+
+
+@operation(resumable=True)
+def check_host(ctx, **_):
+    """Health check of this host (k8s.interfaces.health.check): SSH, kubelet, Node Ready.
+    Recorded as the runtime property `health`; never fails, whatever the host's state."""
+    props = ctx.instance.runtime_properties
+    host = Host.from_dict(props["host"]) if "host" in props else None
+    role = ctx.node.properties["role"]
+    report = health.check(
+        instance=ctx.instance.id,
+        host=host,
+        name=host.name if host else host_name_for(ctx.instance.id, role),
+        role=role,
+        kubeconfig=_state_dir(ctx) / "admin.conf",
+        previous=props.get("health"),
+    )
+    props["health"] = report.to_dict()
+    state = "healthy" if report.healthy else f"unhealthy: {report.problems()}"
+    ctx.logger.info(f"Host {report.host}: {state}")

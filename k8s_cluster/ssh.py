@@ -65,20 +65,21 @@ def _verifying_client(host: Host) -> paramiko.SSHClient:
 class Remote:
     """One SSH session to one host. Commands that need root run through sudo for other users."""
 
-    def __init__(self, host: Host, secrets: Iterable[str] = ()):
+    def __init__(self, host: Host, secrets: Iterable[str] = (), timeout: float | None = None):
+        """timeout: a shorter bound for connect, banner and authentication (health checks)."""
         self.host = host
         self.secrets = list(secrets)
         self._conn = Connection(
             host=host.address,
             user=host.user,
             port=host.port,
-            connect_timeout=CONNECT_TIMEOUT,
+            connect_timeout=timeout or CONNECT_TIMEOUT,
             connect_kwargs={
                 "key_filename": host.key_file,
                 "look_for_keys": False,
                 "allow_agent": False,
-                "banner_timeout": BANNER_TIMEOUT,
-                "auth_timeout": AUTH_TIMEOUT,
+                "banner_timeout": timeout or BANNER_TIMEOUT,
+                "auth_timeout": timeout or AUTH_TIMEOUT,
             },
         )
         # Replace Fabric's client: it would trust unknown keys and ~/.ssh/known_hosts entries.

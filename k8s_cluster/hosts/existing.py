@@ -63,8 +63,11 @@ class ExistingProvider:
             f"({len(taken)} of {len(self.machines)} already in use); add one to the list"
         )
 
-    def destroy_host(self, claim: str) -> None:
-        """Forget the claim; the machine itself stays (it was reset by the node's delete)."""
+    def destroy_host(self, claim: str, keep_address: bool = False) -> None:
+        """Forget the claim; the machine itself stays (it was reset by the node's delete).
+        keep_address: keep the claim, so the replacement is the same machine."""
+        if keep_address:
+            return
         with self._claims() as claims:
             claims.pop(claim, None)
 

@@ -613,8 +613,9 @@ class LocalProvider:
 
     # --- destroy --------------------------------------------------------------------------------
 
-    def destroy_host(self, name: str) -> None:
-        """Remove host `name` entirely; with the deployment's last host, its network too."""
+    def destroy_host(self, name: str, keep_address: bool = False) -> None:
+        """Remove host `name` entirely; with the deployment's last host, its network too.
+        keep_address: keep its address reserved, so a replacement of the same name gets it."""
         validate_host_name(name)
         lock = self._host_lock(name)
         with lock:
@@ -624,7 +625,10 @@ class LocalProvider:
             delete_link(veth_name(self.identity, name))
             with self._deployment_lock():
                 state = self._load()
-                if state["hosts"].pop(name, None) is not None:
+                record = state["hosts"].pop(name, None)
+                if record is not None and keep_address:
+                    state["hosts"][name] = {"address": record["address"], "host_key": ""}
+                if record is not None:
                     self._save(state)
             lock.remove()
         self._teardown_if_unused()
