@@ -148,7 +148,8 @@ def delete_host(ctx, **_):
     spec = _spec(ctx)
     name = host_name_for(ctx.instance.id, ctx.node.properties["role"])
     provider_for(spec, ctx.deployment.id, _state_dir(ctx)).destroy_host(
-        name, keep_address=ctx.workflow_id in HEAL_WORKFLOWS  # the replacement gets the same one
+        name,
+        keep_address=ctx.workflow_id in HEAL_WORKFLOWS,  # the replacement gets the same one
     )
     for key in ("host", "node", "kubernetes_package_version"):
         ctx.instance.runtime_properties.pop(key, None)
