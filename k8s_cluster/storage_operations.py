@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from cloudify.decorators import operation
-from cloudify.exceptions import NonRecoverableError
 
 from . import kube, storage
 from .hosts import Host, host_name_for
@@ -82,13 +81,3 @@ def _delete_pv(ctx, kubeconfig: Path, volume: storage.Volume) -> None:
         storage.delete_pv(kube.core_api(kubeconfig), volume)
     except (kube.ApiException, OSError) as err:
         ctx.logger.warning(f"Could not delete PV {volume.pv_name}: {err}")
-
-
-def check_not_bound(kubeconfig: Path, state: Path, hosts: list[str]) -> None:
-    """Refuse to remove hosts holding a volume bound to a claim (scale-in's guard)."""
-    volumes = [v for host in hosts for v in storage.recorded(state, host)]
-    if not volumes or not kubeconfig.exists():
-        return
-    bound = storage.bound_volumes(kube.core_api(kubeconfig), volumes)
-    if bound:
-        raise NonRecoverableError(storage.bound_refusal(bound, "allow_bound_volume_removal=true"))

@@ -152,3 +152,20 @@ def list_volumes(ctx, **_):
     volumes = storage.recorded(state)
     lines = [storage.describe(v, storage.read_pv(api, v)) for v in volumes]
     ctx.logger.info(f"{len(volumes)} volume(s)" + "".join(f"\n  {line}" for line in lines))
+
+
+def refuse_bound_removal(ctx, instance_ids) -> None:
+    """Scale-in's guard: refuse to remove workers holding a volume bound to a claim."""
+    name_of = {instance.id: name for name, instance in _workers(ctx).items()}
+    hosts = {name_of[i] for i in instance_ids if i in name_of}
+    state = deployment_state_dir(ctx.deployment.id)
+    volumes = [v for host in sorted(hosts) for v in storage.recorded(state, host)]
+    kubeconfig = state / "admin.conf"
+    if not volumes or not kubeconfig.exists():
+        return
+    bound = storage.bound_volumes(kube.core_api(kubeconfig), volumes)
+    if bound:
+        raise StorageError(
+            storage.bound_refusal(bound, "allow_bound_volume_removal=true")
+            + ". Nothing was changed."
+        )

@@ -158,3 +158,26 @@ def test_volume_claimed_survives_heal_and_is_removed_cleanly(cfy, cluster, provi
     assert not backing.exists() and not (provider.state_dir / "volumes").exists()
     loops = subprocess.run(["losetup", "-j", str(backing)], capture_output=True, text=True)
     assert loops.stdout == ""
+
+
+def test_scale_in_keeps_a_worker_with_a_bound_volume_unless_allowed(
+    cfy, cluster, provider, tmp_path
+):
+    worker = cfy.outputs(DEPLOYMENT)["worker_nodes"][-1]["name"]
+    instance = "worker_host_" + worker.split("-", 1)[1]
+    workflow(cfy, "add_volume", f"name={VOLUME}", "size=32Mi", f"targets={instance}")
+    apply(cluster, tmp_path, CLAIM_MANIFEST)
+    apply(cluster, tmp_path, POD_MANIFEST)
+    wait_for(lambda: pvs(cluster)[f"{worker}-{VOLUME}"] == "Bound", "PV Bound")
+    scale_in = ("scalable_entity_name=workers", "delta=-1", f"include_instances=[{instance}]")
+
+    refused = workflow(cfy, "scale", *scale_in, check=False)
+    assert refused.returncode != 0
+    assert f"volume {worker}/data is bound to claim default/data-claim" in refused.stdout
+    assert worker in [w["name"] for w in cfy.outputs(DEPLOYMENT)["worker_nodes"]]
+    assert provider.volume_file(worker, VOLUME).exists()
+
+    workflow(cfy, "scale", *scale_in, "allow_bound_volume_removal=true")
+    assert worker not in [w["name"] for w in cfy.outputs(DEPLOYMENT)["worker_nodes"]]
+    assert f"{worker}-{VOLUME}" not in pvs(cluster)
+    assert not (provider.state_dir / "volumes").exists()
