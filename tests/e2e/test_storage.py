@@ -169,7 +169,11 @@ def test_scale_in_keeps_a_worker_with_a_bound_volume_unless_allowed(
     apply(cluster, tmp_path, CLAIM_MANIFEST)
     apply(cluster, tmp_path, POD_MANIFEST)
     wait_for(lambda: pvs(cluster)[f"{worker}-{VOLUME}"] == "Bound", "PV Bound")
-    scale_in = ("scalable_entity_name=workers", "delta=-1", f"include_instances=[{instance}]")
+    scale_in = (
+        json.dumps(
+            {"scalable_entity_name": "workers", "delta": -1, "include_instances": [instance]}
+        ),
+    )
 
     refused = workflow(cfy, "scale", *scale_in, check=False)
     assert refused.returncode != 0
