@@ -174,6 +174,27 @@ def attach(provider: VolumeProvider, remote: Remote, volume: Volume) -> None:
         mount(remote, volume, device or volume.device)
 
 
+def provision(provider: VolumeProvider, remote: Remote, state_dir: Path, api, volume: Volume):
+    """Create the backing storage, mount it on the host, record it and make its PV; on any
+    failure, undo all of it (and raise)."""
+    provider.create_volume(volume.host, volume.name, volume.size_bytes, volume.device)
+    try:
+        attach(provider, remote, volume)
+        save(state_dir, volume)
+        create_pv(api, volume)
+    except BaseException:
+        release(provider, remote, state_dir, api, volume)
+        raise
+
+
+def release(provider: VolumeProvider, remote: Remote, state_dir: Path, api, volume: Volume):
+    """Delete the PV, unmount, delete the backing storage and the record."""
+    delete_pv(api, volume)
+    unmount(remote, volume)
+    provider.delete_volume(volume.host, volume.name)
+    forget(state_dir, volume)
+
+
 # --- Kubernetes objects --------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Operations of a host's volumes, named in blueprints/plugin.yaml. Thin: see k8s_cluster.storage.
+"""Operations of volumes, named in blueprints/plugin.yaml. Thin: see k8s_cluster.storage.
 
 `attach_host_volumes` is the host's `start`: it mounts again every volume recorded for the host,
 so a healed (re-created) worker gets its volumes back with their data before kubelet starts, and
@@ -7,6 +7,10 @@ a new host (none recorded) is left as it is. Any heal that re-runs the host's li
 `release_host_volumes` is the host's `stop`. Under `heal` it only unmounts (the backing storage
 and the PV stay for the replacement); otherwise (scale-in, uninstall) the host goes for good:
 its PVs are deleted, its volumes unmounted and their backing storage deleted.
+
+`create_volume` and `delete_volume` are the lifecycle of a k8s.nodes.Volume, a volume declared
+in the blueprint and contained in a worker host: made by install, removed by uninstall and
+scale-in, kept (with the host's other volumes) under heal.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from cloudify.decorators import operation
+from cloudify.exceptions import NonRecoverableError
 
 from . import kube, storage
 from .hosts import Host, host_name_for
 from .hosts.provider import provider_for
-from .operations import _remote, _spec, _state_dir
+from .operations import CONTAINED_IN, _own_host, _related, _remote, _spec, _state_dir
 from .ssh import Remote, RemoteError
 
 HEAL_WORKFLOWS = ("heal",)
@@ -81,3 +86,54 @@ def _delete_pv(ctx, kubeconfig: Path, volume: storage.Volume) -> None:
         storage.delete_pv(kube.core_api(kubeconfig), volume)
     except (kube.ApiException, OSError) as err:
         ctx.logger.warning(f"Could not delete PV {volume.pv_name}: {err}")
+
+
+# --- a volume declared in the blueprint (k8s.nodes.Volume) --------------------------------------
+
+
+def _declared(ctx) -> storage.Volume:
+    host = _related(ctx, CONTAINED_IN, relationship=True)
+    props = ctx.node.properties
+    name = props["volume_name"] or ctx.node.name.replace("_", "-")
+    return storage.Volume(
+        name,
+        host_name_for(host.instance.id, host.node.properties["role"]),
+        props["size"],
+        props["filesystem"],
+        props["device"],
+    )
+
+
+@operation(resumable=True)
+def create_volume(ctx, **_):
+    state = _state_dir(ctx)
+    provider = provider_for(_spec(ctx), ctx.deployment.id, state)
+    volume = _declared(ctx)
+    problems = storage.check_request(
+        volume.name, volume.size, volume.filesystem, provider.volume_space()
+    )
+    if problems:
+        raise NonRecoverableError(f"{ctx.node.name}: " + "; ".join(problems))
+    api = kube.core_api(state / "admin.conf")
+    storage.ensure_storage_class(api, bool(ctx.node.properties["default_class"]))
+    if storage.record_path(state, volume.host, volume.name).exists():
+        storage.create_pv(api, volume)  # a healed host: its start mounted the volume again
+    else:
+        with _remote(_own_host(ctx)) as remote:
+            storage.provision(provider, remote, state, api, volume)
+    ctx.instance.runtime_properties.update({"volume": volume.name, "pv": volume.pv_name})
+    ctx.logger.info(f"Volume {volume.name} on {volume.host} at {volume.path}, PV {volume.pv_name}")
+
+
+@operation(resumable=True)
+def delete_volume(ctx, **_):
+    if ctx.workflow_id in HEAL_WORKFLOWS:
+        return  # kept for the replacement host: see release_host_volumes
+    state = _state_dir(ctx)
+    volume = _declared(ctx)
+    if not storage.record_path(state, volume.host, volume.name).exists():
+        return
+    provider = provider_for(_spec(ctx), ctx.deployment.id, state)
+    with _remote(_own_host(ctx)) as remote:
+        storage.release(provider, remote, state, kube.core_api(state / "admin.conf"), volume)
+    ctx.logger.info(f"Volume {volume.name} of {volume.host} removed")

@@ -95,27 +95,14 @@ def add_volume(ctx, name, size, targets, filesystem="ext4", default_class=False,
 
 
 def _add_one(ctx, provider, state: Path, api, host: Host, volume: storage.Volume) -> None:
-    """Create, mount and expose one volume; on any failure, undo what this made."""
-    provider.create_volume(volume.host, volume.name, volume.size_bytes, volume.device)
     remote = _session(host)
     try:
-        storage.attach(provider, remote, volume)
-        storage.save(state, volume)
-        storage.create_pv(api, volume)
+        storage.provision(provider, remote, state, api, volume)
     except Exception as err:
-        ctx.logger.error(f"Adding volume {volume.name} to {volume.host} failed: {err}; undoing")
-        _release(provider, state, api, remote, volume)
-        raise StorageError(f"volume {volume.name} on {volume.host}: {err}") from None
+        raise StorageError(f"volume {volume.name} on {volume.host}: {err}. Undone.") from None
     finally:
         remote.close()
     ctx.logger.info(f"Added {storage.describe(volume, storage.read_pv(api, volume))}")
-
-
-def _release(provider, state: Path, api, remote: Remote, volume: storage.Volume) -> None:
-    storage.delete_pv(api, volume)
-    storage.unmount(remote, volume)
-    provider.delete_volume(volume.host, volume.name)
-    storage.forget(state, volume)
 
 
 @workflow
@@ -138,7 +125,7 @@ def remove_volume(ctx, name, targets=None, force=False, **_):
     for volume in volumes:
         remote = _session(hosts[volume.host])
         try:
-            _release(provider, state, api, remote, volume)
+            storage.release(provider, remote, state, api, volume)
         finally:
             remote.close()
         ctx.logger.info(
