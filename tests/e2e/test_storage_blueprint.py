@@ -4,6 +4,7 @@ gives every worker one, a heal keeps its data, uninstall leaves no backing file.
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 import yaml
@@ -11,6 +12,7 @@ import yaml
 from k8s_cluster.hosts.local import LocalProvider
 
 from .conftest import ROOT, SUBNET, kubectl
+from .test_storage import on_host
 
 DEPLOYMENT = "k8s-storage-bp"
 VOLUME_NODE = {
@@ -55,6 +57,9 @@ def test_declared_volumes_follow_install_heal_and_uninstall(cfy, inputs_file, bl
         cfy("executions", "start", "heal", "-b", DEPLOYMENT, "-p", f"node_instance_id={instance}")
         assert backing.exists()
         assert pvs(kubeconfig) == {f"{w['name']}-cache": "Available" for w in workers}
+        assert on_host(provider, worker, "findmnt -n -o FSTYPE /mnt/k8s-volumes/cache") == "ext4\n"
     finally:
         cfy("uninstall", "-b", DEPLOYMENT, check=False)
     assert not (cfy.state_dir / DEPLOYMENT).exists()
+    loops = subprocess.run(["losetup", "-j", str(backing)], capture_output=True, text=True)
+    assert loops.stdout == ""
