@@ -30,15 +30,16 @@ HEAL_WORKFLOWS = ("heal",)
 
 
 def _own(ctx):
+    """(provider, state folder, this host's name, its recorded volumes)."""
     state = _state_dir(ctx)
     name = host_name_for(ctx.instance.id, ctx.node.properties["role"])
-    return provider_for(_spec(ctx), ctx.deployment.id, state), state, name
+    provider = provider_for(_spec(ctx), ctx.deployment.id, state)
+    return provider, state, name, storage.recorded(state, name)
 
 
 @operation(resumable=True)
 def attach_host_volumes(ctx, **_):
-    provider, state, name = _own(ctx)
-    volumes = storage.recorded(state, name)
+    provider, state, name, volumes = _own(ctx)
     if not volumes:
         return
     host = Host.from_dict(ctx.instance.runtime_properties["host"])
@@ -50,8 +51,7 @@ def attach_host_volumes(ctx, **_):
 
 @operation(resumable=True)
 def release_host_volumes(ctx, **_):
-    provider, state, name = _own(ctx)
-    volumes = storage.recorded(state, name)
+    provider, state, name, volumes = _own(ctx)
     if not volumes:
         return
     keep = ctx.workflow_id in HEAL_WORKFLOWS
