@@ -39,7 +39,7 @@ def _own(ctx):
 
 @operation(resumable=True)
 def attach_host_volumes(ctx, **_):
-    provider, state, name, volumes = _own(ctx)
+    provider, _, name, volumes = _own(ctx)
     if not volumes:
         return
     host = Host.from_dict(ctx.instance.runtime_properties["host"])
