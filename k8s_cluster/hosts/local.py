@@ -660,10 +660,15 @@ class LocalProvider:
         path = self.volume_file(name, volume)
         if not path.exists():
             raise LocalHostError(f"volume {volume} of host {name} has no backing file {path}")
+        inside = f"/dev/k8s-volume-{volume}"
+        if self.volume_attached(name, volume):
+            # mounted already (a re-run), or still held by a host going away: never a second
+            # loop device on the same file (two mounts of one filesystem would corrupt it)
+            yield inside
+            return
         loop = run(["losetup", "--find", "--show", str(path)], f"attach {path}").stdout.strip()
         try:
             minor = os.minor(os.stat(loop).st_rdev)
-            inside = f"/dev/k8s-volume-{volume}"
             make_node = f'rm -f "$1" && mknod -m 0600 "$1" b 7 {minor}'
             self._lxc(
                 "lxc-attach", name, "--clear-env", "--", "/bin/sh", "-c", make_node, "sh", inside

@@ -53,6 +53,10 @@ def test_declared_volumes_follow_install_heal_and_uninstall(cfy, inputs_file, bl
         backing = provider.volume_file(worker, "cache")
         assert backing.exists()
 
+        cfy("executions", "start", "install", "-b", DEPLOYMENT)  # converges: mounted once
+        mounts = on_host(provider, worker, "findmnt -n -o SOURCE /mnt/k8s-volumes/cache")
+        assert mounts.splitlines() == ["/dev/k8s-volume-cache"]
+
         instance = "worker_host_" + worker.split("-", 1)[1]
         cfy("executions", "start", "heal", "-b", DEPLOYMENT, "-p", f"node_instance_id={instance}")
         assert backing.exists()
