@@ -74,6 +74,26 @@ class ExistingProvider:
     def host_names(self) -> list[str]:
         return []  # adopted machines are never removed, so none is ever left behind
 
+    # --- volumes (k8s_cluster.storage): a device that exists on the machine, named by the user;
+    # the suite formats it only when it holds no filesystem, and never erases it.
+
+    def volume_space(self) -> int | None:
+        return None  # the device's own size bounds it
+
+    def create_volume(self, claim: str, volume: str, size_bytes: int, device: str = "") -> None:
+        if not device.startswith("/dev/"):
+            raise ExistingProviderError(
+                f"volume {volume}: give `device`, a block device on the machine (e.g. /dev/sdb); "
+                f"existing machines have no backing storage the suite could make, not {device!r}"
+            )
+
+    @contextmanager
+    def volume_device(self, claim: str, volume: str) -> Iterator[str]:
+        yield ""  # the recorded device itself
+
+    def delete_volume(self, claim: str, volume: str) -> None:
+        """The device is the machine's: it stays, with its data."""
+
 
 def host_key_of(machine: Machine) -> str:
     """The machine's host key: given in the inputs, or already trusted in ~/.ssh/known_hosts."""

@@ -647,3 +647,66 @@ class LocalProvider:
                 with contextlib.suppress(OSError):
                     directory.rmdir()
             lock.remove()
+
+    # --- volumes (k8s_cluster.storage) ------------------------------------------------------------
+    # A volume's backing store is a sparse file in the deployment's state folder, outside the
+    # container, so it outlives it: <state_dir>/volumes/<host>/<name>.img. To attach it, this
+    # machine binds it to a loop device, whose node is made inside the container; the host then
+    # mounts it. The loop device is released at once (autoclear): the kernel detaches it when the
+    # host unmounts it or the container goes, so no loop device is ever left behind.
+
+    def volume_file(self, name: str, volume: str) -> Path:
+        return self.state_dir / "volumes" / name / f"{volume}.img"
+
+    def volume_space(self) -> int | None:
+        """Bytes free for backing files."""
+        return shutil.disk_usage(self.state_dir).free
+
+    def create_volume(self, name: str, volume: str, size_bytes: int, device: str = "") -> None:
+        """Make the backing file (sparse) if it does not exist. `device`: existing machines only."""
+        if device:
+            raise LocalHostError("a device is only given for existing machines, not local hosts")
+        path = self.volume_file(name, volume)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            with open(path, "xb") as backing:
+                backing.truncate(size_bytes)
+            os.chmod(path, 0o600)
+
+    @contextlib.contextmanager
+    def volume_device(self, name: str, volume: str):
+        """The volume as a block device inside the running host, for the time of a mount."""
+        path = self.volume_file(name, volume)
+        if not path.exists():
+            raise LocalHostError(f"volume {volume} of host {name} has no backing file {path}")
+        inside = f"/dev/k8s-volume-{volume}"
+        if self.volume_attached(name, volume):
+            # mounted already (a re-run), or still held by a host going away: never a second
+            # loop device on the same file (two mounts of one filesystem would corrupt it)
+            yield inside
+            return
+        loop = run(["losetup", "--find", "--show", str(path)], f"attach {path}").stdout.strip()
+        try:
+            minor = os.minor(os.stat(loop).st_rdev)
+            make_node = f'rm -f "$1" && mknod -m 0600 "$1" b 7 {minor}'
+            self._lxc(
+                "lxc-attach", name, "--clear-env", "--", "/bin/sh", "-c", make_node, "sh", inside
+            )
+            yield inside
+        finally:
+            # busy (mounted): detached when the host lets it go; idle: detached now
+            run(["losetup", "-d", loop], f"release {loop}", check=False)
+
+    def volume_attached(self, name: str, volume: str) -> bool:
+        path = self.volume_file(name, volume)
+        return bool(run(["losetup", "-j", str(path)], f"look up {path}").stdout.strip())
+
+    def delete_volume(self, name: str, volume: str) -> None:
+        """Delete the backing file; refused while a host still has it mounted."""
+        path = self.volume_file(name, volume)
+        if path.exists() and self.volume_attached(name, volume):
+            raise LocalHostError(f"volume {volume} of host {name} is still mounted ({path})")
+        path.unlink(missing_ok=True)
+        for directory in (path.parent, path.parent.parent):
+            with contextlib.suppress(OSError):
+                directory.rmdir()

@@ -31,6 +31,7 @@ from cloudify.plugins.workflows import scale_entity
 
 from .lifecycle import HOST_TYPE, parallel_tasks
 from .local_modification import local_modifications
+from .storage import refuse_bound_removal
 
 CONTROL_PLANE_TYPE = "k8s.nodes.ControlPlane"
 CONTROL_PLANE_ROLE = "control-plane"
@@ -68,6 +69,7 @@ def scale(
     drain_timeout=300,
     drain_grace_period=-1,
     allow_ungraceful_removal=False,
+    allow_bound_volume_removal=False,
     **kwargs,
 ):
     """Parameters: see `scale` in blueprints/types/base.yaml."""
@@ -83,6 +85,8 @@ def scale(
     if delta > 0 and (include or exclude):
         raise ScaleError("include_instances and exclude_instances are only for scaling in")
     removed = choose_removed(ctx, entity, -delta, include, exclude) if delta < 0 else {}
+    if removed and allow_bound_volume_removal is not True:
+        refuse_bound_removal(ctx, [i for ids in removed.values() for i in ids])
     ctx.logger.info(
         f"Scaling {entity.name} from {entity.current} to {entity.current + delta} instance(s)"
         + "".join(f"; removing {unit} ({', '.join(ids)})" for unit, ids in removed.items())

@@ -35,6 +35,7 @@ from .objects import (
 )
 from .registry import by_key
 from .selectors import labelselector_matches, node_affinity_matches, tolerates
+from .volume_binding import bound_pair, choose_volumes, pod_claims, pv_phase
 
 log = logging.getLogger("kube_sim.apiserver.controllers")
 
@@ -91,6 +92,7 @@ class Controllers:
             self.replicasets,
             self.daemonsets,
             self.scheduler,
+            self.persistent_volumes,
             self.deployments,
             self.disruption_budgets,
             self.endpoints,
@@ -802,15 +804,20 @@ class Controllers:
                     continue
                 if spec.get("schedulerName", "default-scheduler") != "default-scheduler":
                     continue
-                fits, reasons = [], {}
+                fits, reasons, volumes = [], {}, {}
+                claims, claim_problem = pod_claims(pod, self.store.list("/persistentvolumeclaims"))
+                pvs = self.store.list("/persistentvolumes")
                 for node in nodes:
-                    why = unschedulable_reason(pod, node)
+                    why = claim_problem or unschedulable_reason(pod, node)
+                    if not why:
+                        volumes[name_of(node)], why = choose_volumes(claims, pvs, node)
                     if why:
                         reasons[why] = reasons.get(why, 0) + 1
                     else:
                         fits.append(node)
                 if fits:
                     best = min(fits, key=lambda n: (load[name_of(n)], name_of(n)))
+                    self._bind_claims(claims, volumes[name_of(best)])
                     self.api.bind_pod(pod, name_of(best))
                     load[name_of(best)] += 1
                     self.event(
@@ -844,6 +851,29 @@ class Controllers:
                 if new.get("status") != pod.get("status"):
                     self._put_status("/pods", new, pod)
                     self.event(pod, "Warning", "FailedScheduling", message, "default-scheduler")
+
+    def _bind_claims(self, claims: list[dict[str, Any]], chosen: dict[str, dict[str, Any]]) -> None:
+        """Bind each unbound claim of a pod being scheduled to the PV chosen for it."""
+        for pvc in claims:
+            pv = chosen.get(name_of(pvc))
+            if pv is None:
+                continue
+            new_pv, new_pvc = bound_pair(pv, pvc)
+            status = new_pvc.pop("status")  # a main-resource write keeps the old status
+            self._put("/persistentvolumes", new_pv, pv)
+            written = self._put("/persistentvolumeclaims", new_pvc, pvc)
+            self._put_status("/persistentvolumeclaims", {**written, "status": status}, written)
+
+    # --- persistent volumes -------------------------------------------------------------
+
+    def persistent_volumes(self) -> None:
+        """The PV controller's phases: Available, Bound, Released (claim gone; Retain)."""
+        with self.store.lock:
+            pvcs = self.store.list("/persistentvolumeclaims")
+            for pv in self.store.list("/persistentvolumes"):
+                phase = pv_phase(pv, pvcs)
+                if (pv.get("status") or {}).get("phase") != phase:
+                    self._put_status("/persistentvolumes", {**pv, "status": {"phase": phase}}, pv)
 
     # --- disruption budgets -------------------------------------------------------------
 

@@ -45,14 +45,15 @@ def test_cluster_blueprint_shape():
         plan["workflows"]["uninstall"]["operation"] == "k8s_cluster.workflows.lifecycle.uninstall"
     )
     # every operation points at a function that exists in the plugin
-    import k8s_cluster.operations as operations
+    import importlib
 
+    modules = ("k8s_cluster.operations", "k8s_cluster.storage_operations")
     for node in plan["nodes"]:
         for op in node["operations"].values():
             if op["operation"]:
                 module, _, function = op["operation"].rpartition(".")
-                assert module == "k8s_cluster.operations", op["operation"]
-                assert callable(getattr(operations, function)), op["operation"]
+                assert module in modules, op["operation"]
+                assert callable(getattr(importlib.import_module(module), function)), op["operation"]
 
 
 def test_every_input_has_a_type_or_default_and_a_description():

@@ -68,3 +68,15 @@ def test_host_key_comes_from_inputs_or_known_hosts_never_from_the_network(tmp_pa
     (tmp_path / ".ssh" / "known_hosts").write_text(f"192.0.2.50 {line}\n")
     assert host_key_of(unknown) == line
     assert host_key_of(machine("192.0.2.51", "worker", host_key=line)) == line
+
+
+def test_volumes_on_existing_machines_use_the_named_device_and_never_erase_it(tmp_path):
+    provider = ExistingProvider(MACHINES, tmp_path)
+    with pytest.raises(ExistingProviderError, match="give `device`, a block device"):
+        provider.create_volume("worker-1", "data", 2**30, device="")
+    provider.create_volume("worker-1", "data", 2**30, device="/dev/sdb")
+    with provider.volume_device("worker-1", "data") as device:
+        assert device == ""  # storage.attach then mounts the recorded device itself
+    provider.delete_volume("worker-1", "data")
+    assert provider.volume_space() is None
+    assert list(tmp_path.iterdir()) == []

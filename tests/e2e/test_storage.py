@@ -1,0 +1,187 @@
+"""Storage through cfy in local mode: a volume added to a worker is a local PV that a claim and a
+pod bind; its data, written on the host, survives a heal of the worker; removal is refused while
+bound and, once the claim is gone, leaves no PV, mount, backing file or loop device."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from k8s_cluster.hosts.local import LocalProvider
+
+from .conftest import SUBNET, kubectl
+
+BLUEPRINT = "blueprints/k8s-cluster.yaml"
+DEPLOYMENT = "k8s-storage"
+VOLUME = "data"
+CLAIM = "data-claim"
+
+
+@pytest.fixture(scope="module")
+def cluster(cfy, inputs_file):
+    try:
+        cfy("install", BLUEPRINT, "-b", DEPLOYMENT, "-i", str(inputs_file))
+        yield cfy.outputs(DEPLOYMENT)["kubeconfig_path"]
+    finally:
+        cfy("uninstall", "-b", DEPLOYMENT, check=False)
+
+
+@pytest.fixture(scope="module")
+def provider(cfy) -> LocalProvider:
+    return LocalProvider(DEPLOYMENT, cfy.state_dir / DEPLOYMENT, subnet=SUBNET)
+
+
+def workflow(cfy, name: str, *params: str, check: bool = True):
+    args = [arg for param in params for arg in ("-p", param)]
+    return cfy("executions", "start", name, "-b", DEPLOYMENT, *args, check=check)
+
+
+def on_host(provider: LocalProvider, host: str, command: str, check: bool = True) -> str:
+    argv = ["lxc-attach", "-P", str(provider.lxc_path), "-n", provider.container_name(host)]
+    result = subprocess.run(
+        [*argv, "--", "sh", "-c", command], capture_output=True, text=True, timeout=60
+    )
+    assert not check or result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def get(kubeconfig: str, *what: str) -> dict:
+    return json.loads(kubectl(kubeconfig, "get", *what, "-o", "json"))
+
+
+def pvs(kubeconfig: str) -> dict[str, str]:
+    return {
+        pv["metadata"]["name"]: pv.get("status", {}).get("phase", "")
+        for pv in get(kubeconfig, "pv")["items"]
+    }
+
+
+def wait_for(check, what: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+    return value
+
+
+def apply(kubeconfig: str, tmp_path, manifest: dict) -> None:
+    path = tmp_path / f"{manifest['metadata']['name']}.json"
+    path.write_text(json.dumps(manifest))
+    kubectl(kubeconfig, "apply", "-f", str(path))
+
+
+CLAIM_MANIFEST = {
+    "apiVersion": "v1",
+    "kind": "PersistentVolumeClaim",
+    "metadata": {"name": CLAIM, "namespace": "default"},
+    "spec": {
+        "accessModes": ["ReadWriteOnce"],
+        "storageClassName": "k8s-local-volumes",
+        "resources": {"requests": {"storage": "32Mi"}},
+    },
+}
+POD_MANIFEST = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "writer", "namespace": "default"},
+    "spec": {
+        "containers": [
+            {
+                "name": "c",
+                "image": "busybox",
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+            }
+        ],
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": CLAIM}}],
+    },
+}
+
+
+def test_bad_requests_create_nothing(cfy, cluster, provider):
+    worker = cfy.outputs(DEPLOYMENT)["worker_nodes"][0]["name"]
+    cases = {
+        ("name=Bad_Name", "size=64Mi", f"targets={worker}"): "name 'Bad_Name' is not accepted",
+        ("name=x", "size=0Mi", f"targets={worker}"): "size '0Mi' is not accepted",
+        ("name=x", "size=999999Ti", f"targets={worker}"): "size '999999Ti' is not accepted",
+        ("name=x", "size=64Mi", f"targets={worker}", "filesystem=ntfs"): "filesystem 'ntfs'",
+        ("name=x", "size=64Mi", "targets=worker-nosuch"): "targets ['worker-nosuch'] not accepted",
+    }
+    for params, message in cases.items():
+        result = workflow(cfy, "add_volume", *params, check=False)
+        assert result.returncode != 0, params
+        assert message in result.stdout + result.stderr, (params, result.stdout[-3000:])
+    assert not (provider.state_dir / "volumes").exists()
+    assert pvs(cluster) == {}
+
+
+def test_volume_claimed_survives_heal_and_is_removed_cleanly(cfy, cluster, provider, tmp_path):
+    worker = cfy.outputs(DEPLOYMENT)["worker_nodes"][0]["name"]
+    pv = f"{worker}-{VOLUME}"
+    workflow(cfy, "add_volume", f"name={VOLUME}", "size=64Mi", f"targets={worker}")
+    assert pvs(cluster) == {pv: "Available"}
+    assert "/mnt/k8s-volumes/data" in on_host(provider, worker, "findmnt -n -o TARGET,FSTYPE")
+    duplicate = workflow(
+        cfy, "add_volume", f"name={VOLUME}", "size=64Mi", f"targets={worker}", check=False
+    )
+    assert duplicate.returncode != 0 and "already has a volume of that name" in duplicate.stdout
+
+    apply(cluster, tmp_path, CLAIM_MANIFEST)
+    apply(cluster, tmp_path, POD_MANIFEST)
+    node = wait_for(lambda: get(cluster, "pod", "writer")["spec"].get("nodeName"), "pod scheduled")
+    assert node == worker
+    assert get(cluster, "pvc", CLAIM)["spec"]["volumeName"] == pv
+    wait_for(lambda: pvs(cluster)[pv] == "Bound", "PV Bound")
+    on_host(provider, worker, "echo kept > /mnt/k8s-volumes/data/proof")
+
+    instance = "worker_host_" + worker.split("-", 1)[1]
+    workflow(cfy, "heal", f"node_instance_id={instance}")
+    assert on_host(provider, worker, "cat /mnt/k8s-volumes/data/proof") == "kept\n"
+    assert pvs(cluster)[pv] == "Bound"
+    listed = workflow(cfy, "list_volumes").stdout
+    assert f"volume data on {worker}: 64Mi ext4" in listed and "claim default/data-claim" in listed
+
+    refused = workflow(cfy, "remove_volume", f"name={VOLUME}", check=False)
+    assert refused.returncode != 0
+    assert "volume " + worker + "/data is bound to claim default/data-claim" in refused.stdout
+    assert on_host(provider, worker, "cat /mnt/k8s-volumes/data/proof") == "kept\n"
+
+    kubectl(cluster, "delete", "pod", "writer", "--ignore-not-found")  # heal's drain evicted it
+    kubectl(cluster, "delete", "pvc", CLAIM)
+    wait_for(lambda: pvs(cluster).get(pv) == "Released", "PV Released")
+    workflow(cfy, "remove_volume", f"name={VOLUME}")
+    backing = provider.volume_file(worker, VOLUME)
+    assert pvs(cluster) == {}
+    assert on_host(provider, worker, "findmnt -n /mnt/k8s-volumes/data", check=False) == ""
+    assert not backing.exists() and not (provider.state_dir / "volumes").exists()
+    loops = subprocess.run(["losetup", "-j", str(backing)], capture_output=True, text=True)
+    assert loops.stdout == ""
+
+
+def test_scale_in_keeps_a_worker_with_a_bound_volume_unless_allowed(
+    cfy, cluster, provider, tmp_path
+):
+    worker = cfy.outputs(DEPLOYMENT)["worker_nodes"][-1]["name"]
+    instance = "worker_host_" + worker.split("-", 1)[1]
+    workflow(cfy, "add_volume", f"name={VOLUME}", "size=32Mi", f"targets={instance}")
+    apply(cluster, tmp_path, CLAIM_MANIFEST)
+    apply(cluster, tmp_path, POD_MANIFEST)
+    wait_for(lambda: pvs(cluster)[f"{worker}-{VOLUME}"] == "Bound", "PV Bound")
+    scale_in = (
+        json.dumps(
+            {"scalable_entity_name": "workers", "delta": -1, "include_instances": [instance]}
+        ),
+    )
+
+    refused = workflow(cfy, "scale", *scale_in, check=False)
+    assert refused.returncode != 0
+    assert f"volume {worker}/data is bound to claim default/data-claim" in refused.stdout
+    assert worker in [w["name"] for w in cfy.outputs(DEPLOYMENT)["worker_nodes"]]
+    assert provider.volume_file(worker, VOLUME).exists()
+
+    workflow(cfy, "scale", *scale_in, "allow_bound_volume_removal=true")
+    assert worker not in [w["name"] for w in cfy.outputs(DEPLOYMENT)["worker_nodes"]]
+    assert f"{worker}-{VOLUME}" not in pvs(cluster)
+    assert not (provider.state_dir / "volumes").exists()
