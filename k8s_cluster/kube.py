@@ -155,6 +155,7 @@ class PodFilter:
 
 
 def _pods_on(api: client.CoreV1Api, node: str, pods: PodFilter) -> list[client.V1Pod]:
+    """The pods bound to the Node that `pods` selects (default: every pod there)."""
     on_node = f"spec.nodeName={node}"
     labels = pods.label_selector or None
     if pods.namespace:
@@ -245,22 +246,18 @@ def delete_pods_of_lost_node(
     at once, elsewhere); after the grace period (None: the longest of the pods' own), delete
     those still there without grace, as the kubelet would have. Returns the pods deleted."""
     set_unschedulable(api, name, True)
-    pods = _pods_on(api, name)
+    every_pod = PodFilter()  # DaemonSet and static ones included: the Node goes
+    pods = _pods_on(api, name, every_pod)
     own = (pod.spec.termination_grace_period_seconds for pod in pods)
     wait = grace_period if grace_period is not None else max(own, default=0)
     for pod in pods:
         _delete_pod(api, pod, grace_period)
     deadline = time.monotonic() + (wait or 0)
-    while _pods_on(api, name) and time.monotonic() < deadline:
+    while _pods_on(api, name, every_pod) and time.monotonic() < deadline:
         sleep(POLL_INTERVAL)
-    for pod in _pods_on(api, name):
+    for pod in _pods_on(api, name, every_pod):
         _delete_pod(api, pod, 0)
     return [_pod_key(pod) for pod in pods]
-
-
-def _pods_on(api: client.CoreV1Api, name: str) -> list[client.V1Pod]:
-    """Every pod bound to the Node, DaemonSet and static ones included: the Node goes."""
-    return api.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={name}").items
 
 
 def _delete_pod(api: client.CoreV1Api, pod: client.V1Pod, grace: int | None) -> None:

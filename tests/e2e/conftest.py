@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from k8s_cluster.hosts import lxc_network
+from k8s_cluster.hosts.local import LocalProvider
 
 ROOT = Path(__file__).resolve().parents[2]
 CFY = str(Path(sys.executable).with_name("cfy"))
@@ -148,3 +149,19 @@ def host_traces(state_dir: Path, deployment: str, hosts: list[str] = ()) -> dict
         if deployment_dir.exists()
         else [],
     }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_host_left_behind(cfy):
+    """Each test module uninstalls what it installed. A host left running (a failed uninstall
+    in a teardown) fails the module, and is removed so the next modules start clean."""
+    yield
+    left = {}
+    for deployment_dir in sorted(cfy.state_dir.glob("*")):
+        provider = LocalProvider(deployment_dir.name, deployment_dir, subnet=SUBNET)
+        names = provider.host_names()
+        for name in names:
+            provider.destroy_host(name)
+        if names:
+            left[deployment_dir.name] = names
+    assert not left, f"hosts left behind by this module's uninstall: {left}"
