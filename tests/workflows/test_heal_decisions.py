@@ -155,8 +155,9 @@ class FakePods:
     def patch_node(self, name, body):
         self.patched.append(body)
 
-    def list_pod_for_all_namespaces(self, field_selector):
+    def list_pod_for_all_namespaces(self, field_selector, label_selector=None):
         assert field_selector == "spec.nodeName=w1"
+        assert label_selector is None  # every pod of the lost node, whatever its labels
         items = [
             SimpleNamespace(
                 metadata=SimpleNamespace(name=name, namespace="default"),
