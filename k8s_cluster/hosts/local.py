@@ -36,6 +36,7 @@ from k8s_cluster.hosts.lxc_network import (
     Network,
     delete_link,
     ensure_network,
+    forget_neighbor,
     parse_subnet,
     remove_network,
     short_hash,
@@ -288,7 +289,7 @@ class LocalProvider:
             return hosts[name]["address"]
         used = {host["address"] for host in hosts.values()}
         if self._defined(name):  # its record was lost: keep the address the container has
-            previous = self._config(name).get("lxc.net.0.ipv4.address", "").split("/")[0]
+            previous = self._address_of(name)
             if previous and previous not in used:
                 hosts[name] = {"address": previous, "host_key": ""}
                 return previous
@@ -323,6 +324,10 @@ class LocalProvider:
             return self._ensure_key()
 
     # --- queries --------------------------------------------------------------------------------
+
+    def _address_of(self, name: str) -> str:
+        """The address in the container's configuration ("" if none)."""
+        return self._config(name).get("lxc.net.0.ipv4.address", "").split("/")[0]
 
     def _config(self, name: str) -> dict[str, str]:
         """The container's LXC config as key -> value (the last value of repeated keys)."""
@@ -406,7 +411,7 @@ class LocalProvider:
         """Bring the container to RUNNING with sshd answering, whatever state it was left in."""
         if self._defined(name):
             config = self._config(name)
-            if config.get("lxc.net.0.ipv4.address", "").split("/")[0] != address:
+            if self._address_of(name) != address:
                 raise LocalHostError(
                     f"host {name} (container {self.container_name(name)}) has an address other "
                     f"than its record {address}; destroy it first"
@@ -443,6 +448,7 @@ class LocalProvider:
             self._lxc("lxc-unfreeze", name)
         elif state == "STOPPED":
             delete_link(veth_name(self.identity, name))  # left over by a crash, if any
+            forget_neighbor(self._address_of(name))
             try:
                 self._lxc("lxc-start", name, "-d", timeout=120)
             except CommandError as exc:

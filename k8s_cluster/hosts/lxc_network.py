@@ -201,6 +201,12 @@ def remove_network(net: Network) -> None:
             run(["ip", "link", "del", "dev", net.bridge], f"delete bridge {net.bridge}")
 
 
+def forget_neighbor(address: str) -> None:
+    """Drop this machine's ARP entry for an address: a host given an address another host had
+    (a replacement, a re-run) has another MAC, and a stale entry sends its packets nowhere."""
+    run(["ip", "neigh", "flush", "to", address], f"forget neighbour {address}", check=False)
+
+
 def delete_link(name: str) -> None:
     if link_exists(name):
         run(["ip", "link", "del", "dev", name], f"delete interface {name}", check=False)

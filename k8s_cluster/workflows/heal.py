@@ -39,11 +39,12 @@ from enum import Enum
 from cloudify.decorators import workflow
 from cloudify.exceptions import NonRecoverableError
 from cloudify.plugins import lifecycle
+from cloudify.plugins.workflows import auto_heal_reinstall_node_subgraph
 
 from .. import kube
 from ..health import Health, duration, table
 from ..paths import deployment_state_dir
-from .lifecycle import HOST_TYPE, parallel_tasks
+from .lifecycle import HOST_TYPE, has_cluster, parallel_tasks
 from .scale import _is_control_plane
 
 HEALTH_OPERATION = "k8s.interfaces.health.check"
@@ -348,7 +349,21 @@ def heal(
     **_,
 ):
     """Parameters: see `heal` in blueprints/types/base.yaml. The drain parameters are read by
-    the worker's stop operation from this execution (operations.heal_policy)."""
+    the worker's stop operation from this execution (operations.heal_policy).
+
+    base.yaml maps `heal` for every blueprint of the suite; one without a cluster (k8s-app.yaml,
+    whose hosts are plain machines) gets Cloudify's own heal."""
+    if not has_cluster(ctx):
+        auto_heal_reinstall_node_subgraph(
+            ctx,
+            node_instance_id=node_instance_id,
+            diagnose_value=diagnose_value,
+            ignore_failure=ignore_failure,
+            check_status=check_status,
+            allow_reinstall=allow_reinstall,
+            force_reinstall=force_reinstall,
+        )
+        return
     check_removal_parameters(drain_timeout, pod_eviction_grace_period)
     host = heal_target(ctx, node_instance_id)
     ctx.logger.info(f"Heal of {host.id}; diagnosis: {diagnose_value}")

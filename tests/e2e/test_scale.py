@@ -23,7 +23,7 @@ APP = {"app": "web"}
 @pytest.fixture(scope="module")
 def cluster(cfy, inputs_file, tmp_path_factory):
     inputs = yaml.safe_load(inputs_file.read_text())
-    inputs["local_settings"]["boot_timeout"] = 15  # a host that never answers fails fast
+    inputs["local_settings"]["boot_timeout"] = 30  # a host that never answers fails soon
     path = tmp_path_factory.mktemp("scale") / "inputs.yaml"
     path.write_text(yaml.safe_dump(inputs))
     try:
