@@ -81,18 +81,6 @@ def delete_node(api: client.CoreV1Api, name: str) -> bool:
     return True
 
 
-def list_nodes(api: client.CoreV1Api) -> list[dict]:
-    nodes = []
-    for node in api.list_node().items:
-        ready, _ = node_ready(node)
-        labels = node.metadata.labels or {}
-        roles = sorted(
-            k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/")
-        )
-        nodes.append({"name": node.metadata.name, "ready": ready, "roles": roles})
-    return nodes
-
-
 # --- bootstrap tokens ------------------------------------------------------------------------
 
 

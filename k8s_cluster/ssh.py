@@ -163,9 +163,6 @@ class Remote:
             raise RemoteError(self.host.name, f"read {remote_path}", redact(result.stderr))
         return result.stdout
 
-    def forward_local(self, local_port: int, remote_port: int, remote_host: str = "127.0.0.1"):
-        return self._conn.forward_local(local_port, remote_port, remote_host)
-
 
 def tail(result: Result, lines: int = 15) -> str:
     text = (result.stderr.strip() or result.stdout.strip()).splitlines()

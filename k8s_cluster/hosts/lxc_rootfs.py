@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from k8s_cluster.hosts.lxc_util import FileLock, LocalHostError, remove_tree, run, tail, write_file
+from k8s_cluster.paths import cache_root
 
 # Bump when the recipe below changes what ends up in the rootfs: a new cache entry is built.
 RECIPE_VERSION = 1
@@ -63,7 +64,7 @@ HOSTKEY_PUB = "etc/ssh/ssh_host_ed25519_key.pub"
 
 
 def default_cache_dir() -> Path:
-    return Path.home() / ".cache" / "k8s-cluster" / "rootfs"
+    return cache_root() / "rootfs"
 
 
 def cache_key(distribution: str, mirror: str) -> str:
