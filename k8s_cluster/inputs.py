@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-FLANNEL_MANIFEST = "https://github.com/flannel-io/flannel/releases/latest/download/kube-flannel.yml"
+from .images import INDEX_FILE as INDEX_NAME
+from .images import BundleError, ImageBundle, fetch_index, missing_for_kubeadm, scan_folder
+
+# A pinned release, never "latest": the same inputs must give the same cluster tomorrow.
+FLANNEL_MANIFEST = (
+    "https://github.com/flannel-io/flannel/releases/download/v0.28.10/kube-flannel.yml"
+)
 OFFICIAL_REPOSITORY = "https://pkgs.k8s.io/core:/stable:/v{minor}/deb/"
 
 PROVIDERS = ("local", "existing")
@@ -68,6 +74,7 @@ DEFAULTS: dict[str, Any] = {
     "pod_cidr": "10.244.0.0/16",
     "service_cidr": "10.96.0.0/12",
     "cni_manifest": FLANNEL_MANIFEST,
+    "image_bundle": "",
     "ssh_user": "root",
     "ssh_private_key_file": "",
     "local_settings": {
@@ -126,6 +133,7 @@ class ClusterSpec:
     service_cidr: str
     cni_manifest: str  # URL or absolute local file
     cni_manifest_is_local: bool
+    image_bundle: ImageBundle | None  # archives imported on every host; None: images are pulled
     ssh_user: str
     ssh_private_key_file: str  # absolute path, or "" (local provider generates a key)
     local: LocalSettings
@@ -371,6 +379,25 @@ def _cni_manifest(value: Any, base_dir: Path | None) -> tuple[str, bool]:
     except OSError:
         raise _Bad("cannot be read", expected) from None
     return str(path), True
+
+
+def _image_bundle(value: Any, base_dir: Path | None) -> ImageBundle | None:
+    """'' (images pulled from their registries), a folder of image archives, or the URL of one
+    with an images.json index (an offline bundle's images/)."""
+    expected = (
+        "'' (pull from the registries), a folder of image archives (*.tar), or an http(s) URL of "
+        f"one that has an {INDEX_NAME}"
+    )
+    if value == "":
+        return None
+    if not isinstance(value, str):
+        raise _Bad("is neither a folder nor a URL", expected)
+    try:
+        if "://" in value:
+            return fetch_index(_url(value, expected))
+        return scan_folder(_local_path(value, base_dir, expected))
+    except BundleError as err:
+        raise _Bad(f"cannot be used: {err}", expected) from None
 
 
 def _key_file(value: Any, base_dir: Path | None) -> str:
@@ -750,6 +777,7 @@ class _Checked:
     pod: ipaddress.IPv4Network | None
     service: ipaddress.IPv4Network | None
     cni: tuple[str, bool] | None
+    bundle: ImageBundle | None
     user: str | None
     key_file: str | None
     local: LocalSettings | None
@@ -803,6 +831,7 @@ def _check_each(problems: _Problems, given: dict[str, Any], base_dir: Path | Non
         "service_cidr", given["service_cidr"], _network, SERVICE_PREFIXES, DEFAULTS["service_cidr"]
     )
     cni = check("cni_manifest", given["cni_manifest"], _cni_manifest, base_dir)
+    bundle = check("image_bundle", given["image_bundle"], _image_bundle, base_dir)
     user = check("ssh_user", given["ssh_user"], _ssh_user)
     key_file = given["ssh_private_key_file"]
     if key_file != "":
@@ -824,6 +853,7 @@ def _check_each(problems: _Problems, given: dict[str, Any], base_dir: Path | Non
         pod=pod,
         service=service,
         cni=cni,
+        bundle=bundle,
         user=user,
         key_file=key_file,
         local=local,
@@ -833,6 +863,18 @@ def _check_each(problems: _Problems, given: dict[str, Any], base_dir: Path | Non
 
 
 def _check_across(problems: _Problems, given: dict[str, Any], checked: _Checked) -> None:
+    if checked.bundle is not None and checked.version is not None:
+        major, minor, patch = checked.version
+        version = f"{major}.{minor}" + (f".{patch}" if patch is not None else "")
+        missing = missing_for_kubeadm(checked.bundle.names(), version)
+        if missing:
+            problems.add(
+                "image_bundle",
+                given["image_bundle"],
+                f"lacks images kubeadm runs: {', '.join(missing)} (it has: "
+                f"{', '.join(checked.bundle.names())})",
+                f"a bundle with kubeadm's images for Kubernetes {version}",
+            )
     minimum = given["min_workers"]
     if checked.workers is not None and _is_int(minimum) and minimum > checked.workers:
         problems.add(
@@ -879,6 +921,7 @@ def _spec(checked: _Checked) -> ClusterSpec:
         service_cidr=str(checked.service),
         cni_manifest=checked.cni[0],
         cni_manifest_is_local=checked.cni[1],
+        image_bundle=checked.bundle,
         ssh_user=checked.user,
         ssh_private_key_file=checked.key_file,
         local=checked.local,

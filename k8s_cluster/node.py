@@ -18,13 +18,13 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from .images import ImageBundle, absent
 from .inputs import ClusterSpec
 from .paths import resource_dir
 from .render import render
-from .ssh import Remote
+from .ssh import Remote, RemoteError
 
 CRI_SOCKET = "unix:///run/containerd/containerd.sock"
-SANDBOX_IMAGE = "registry.k8s.io/pause:3.10"
 API_PORT = 6443
 KERNEL_MODULES = ("overlay", "br_netfilter")
 SYSCTLS = {
@@ -36,9 +36,38 @@ JOIN_TOKEN_TTL = "15m"
 JOIN_TOKEN_TTL_SECONDS = 15 * 60
 SUITE_DIR = "/var/lib/k8s-cluster"
 REMOTE_REPOSITORY = f"{SUITE_DIR}/repository"
+PATCHES_DIR = f"{SUITE_DIR}/kubeadm-patches"
 ADMIN_KUBECONFIG = "/etc/kubernetes/admin.conf"
 KUBECTL = f"kubectl --kubeconfig {ADMIN_KUBECONFIG}"
 _TOKEN_ALPHABET = string.ascii_lowercase + string.digits
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What prepare-node.sh found on a host, which its node settings depend on."""
+
+    package_version: str  # e.g. "1.37.2-1.1"
+    cgroup: str  # "v1" or "v2"
+    container: str  # "none", or the container technology the host runs in ("lxc", ...)
+    sandbox_image: str  # kubeadm's pause image, e.g. "registry.k8s.io/pause:3.10.2"
+
+    @property
+    def in_container(self) -> bool:
+        return self.container != "none"
+
+    @classmethod
+    def parse(cls, output: str) -> HostFacts:
+        """From prepare-node.sh's last lines ("installed: ...", "cgroup: ...", ...)."""
+        found = {}
+        for line in output.splitlines():
+            key, _, value = line.partition(": ")
+            found[key.strip()] = value.strip()
+        missing = [
+            k for k in ("installed", "cgroup", "container", "sandbox-image") if not found.get(k)
+        ]
+        if missing:
+            raise ValueError(f"prepare-node.sh did not report {', '.join(missing)}")
+        return cls(found["installed"], found["cgroup"], found["container"], found["sandbox-image"])
 
 
 @dataclass(frozen=True)
@@ -74,8 +103,9 @@ def ca_cert_hash(ca_pem: str) -> str:
 # --- prepare ---------------------------------------------------------------------------------
 
 
-def prepare(remote: Remote, spec: ClusterSpec) -> str:
-    """Container runtime, kernel settings and Kubernetes packages; returns the package version."""
+def prepare(remote: Remote, spec: ClusterSpec) -> HostFacts:
+    """Kernel settings, Kubernetes packages and containerd 2, configured with kubeadm's sandbox
+    image; returns what was found on the host."""
     if spec.repository_is_local:
         upload_repository(remote, Path(spec.package_repository))
         repository = f"file:{REMOTE_REPOSITORY}"
@@ -87,9 +117,6 @@ def prepare(remote: Remote, spec: ClusterSpec) -> str:
             "kubernetes-modules.conf.j2", modules=KERNEL_MODULES
         ),
         "/etc/sysctl.d/99-kubernetes.conf": render("kubernetes-sysctl.conf.j2", sysctls=SYSCTLS),
-        "/etc/containerd/config.toml": render(
-            "containerd-config.toml.j2", sandbox_image=SANDBOX_IMAGE
-        ),
         f"{SUITE_DIR}/kubernetes.list": render(
             "kubernetes-apt.list.j2", uri=repository, keyring=keyring
         ),
@@ -102,7 +129,83 @@ def prepare(remote: Remote, spec: ClusterSpec) -> str:
         what="prepare the host for Kubernetes",
         env={"K8S_REPOSITORY": repository, "K8S_VERSION_PATTERN": spec.package_version_pattern},
     )
-    return result.stdout.rsplit("installed: ", 1)[-1].strip()
+    facts = HostFacts.parse(result.stdout)
+    configure_containerd(remote, facts.sandbox_image)
+    write_kubelet_patch(remote, facts)
+    return facts
+
+
+def warnings(facts: HostFacts) -> list[str]:
+    """What a user should know about a host the suite configured specially."""
+    if facts.cgroup == "v1":
+        return [
+            "runs cgroup v1, which Kubernetes keeps in maintenance mode; its kubelet is told to "
+            "accept it (failCgroupV1: false). Move the host to cgroup v2 when you can."
+        ]
+    return []
+
+
+KUBELET_PATCH = f"{PATCHES_DIR}/kubeletconfiguration+merge.yaml"
+
+
+def write_kubelet_patch(remote: Remote, facts: HostFacts) -> None:
+    """The kubelet settings this host needs and others may not (a kubeadm patch, which init
+    and join apply to the cluster's KubeletConfiguration for this node only)."""
+    patch = render(
+        "kubelet-node-patch.yaml.j2",
+        cgroup_v1=facts.cgroup == "v1",
+        in_container=facts.in_container,
+    )
+    remote.run(f"rm -rf {PATCHES_DIR} && mkdir -p {PATCHES_DIR}", what="clear the kubeadm patches")
+    if any(line and not line.startswith("#") for line in patch.splitlines()):
+        remote.put_text(patch, KUBELET_PATCH)
+
+
+CONTAINERD_CONFIG = "/etc/containerd/config.toml"
+
+
+def configure_containerd(remote: Remote, sandbox_image: str) -> None:
+    """Write containerd's configuration; restart it when that changed or it is not running."""
+    remote.put_text(
+        render("containerd-config.toml.j2", sandbox_image=sandbox_image), CONTAINERD_CONFIG
+    )
+    stamp = f"{SUITE_DIR}/containerd-config.sha256"
+    remote.run(
+        f"if ! sha256sum --status -c {stamp} 2>/dev/null || ! systemctl is-active -q containerd;"
+        f" then systemctl restart containerd && sha256sum {CONTAINERD_CONFIG} > {stamp}; fi"
+        " && for _ in $(seq 60); do ctr version >/dev/null 2>&1 && exit 0; sleep 0.5; done;"
+        " echo 'containerd did not answer within 30 s' >&2; exit 1",
+        what="configure containerd",
+    )
+
+
+def import_images(remote: Remote, bundle: ImageBundle, role: str) -> int:
+    """Import the bundle's images a host of `role` runs into containerd (pinned), unless it
+    has them already; returns how many were imported."""
+    present = set(
+        remote.run("ctr --namespace k8s.io images list --quiet", what="list images").stdout.split()
+    )
+    wanted = [a for a in bundle.for_role(role) if a.name not in present]
+    if not wanted:
+        return 0
+    listing = "".join(f"{a.name}\t{a.location}\t{a.sha256}\n" for a in wanted)
+    list_path = f"{SUITE_DIR}/images.list"
+    remote.put_text(listing, list_path)
+    remote.put_text(script("import-images.sh"), f"{SUITE_DIR}/import-images.sh", mode=0o755)
+    source = bundle.source
+    if bundle.is_local:
+        source = f"/var/tmp/k8s-images-{secrets.token_hex(6)}"
+        for location in sorted({a.location for a in wanted}):
+            remote.upload_file(Path(bundle.source) / location, f"{source}/{location}")
+    try:
+        result = remote.run(
+            f"{SUITE_DIR}/import-images.sh {list_path} {shlex.quote(source)}",
+            what="import the image bundle",
+        )
+    finally:
+        if bundle.is_local:
+            remote.run(f"rm -rf {source}", what="remove the uploaded images", check=False)
+    return int(result.stdout.rsplit("images: ", 1)[-1].split()[0])
 
 
 def script(name: str) -> str:
@@ -148,8 +251,40 @@ def is_initialised(remote: Remote) -> bool:
     return probe.ok
 
 
+def image_pull_policy(spec: ClusterSpec) -> str:
+    return "Never" if spec.image_bundle else "IfNotPresent"
+
+
+def ignored_preflight_errors(facts: HostFacts) -> list[str]:
+    """kubeadm checks a container host cannot pass: its kernel configuration is the machine's
+    and not readable from inside (SystemVerification)."""
+    return ["SystemVerification"] if facts.in_container else []
+
+
+def check_bundle_has_kubeadm_images(remote: Remote, bundle: ImageBundle, version: str) -> None:
+    """kubeadm's exact image list for `version` against the bundle, before init changes
+    anything (with imagePullPolicy Never, a missing image could not be pulled either)."""
+    listing = remote.run(
+        f"kubeadm config images list --kubernetes-version {shlex.quote(version)}",
+        what="list kubeadm's images",
+    )
+    missing = absent(listing.stdout.split(), bundle.names())
+    if missing:
+        raise RemoteError(
+            remote.host.name,
+            "check the image bundle",
+            f"kubeadm {version} runs {', '.join(missing)}, which the image bundle "
+            f"{bundle.source} lacks (it has: {', '.join(bundle.names())})",
+        )
+
+
 def init_control_plane(
-    remote: Remote, spec: ClusterSpec, node_name: str, address: str, cluster_name: str
+    remote: Remote,
+    spec: ClusterSpec,
+    facts: HostFacts,
+    node_name: str,
+    address: str,
+    cluster_name: str,
 ) -> ControlPlaneInfo:
     """kubeadm init from a rendered config, unless this host already runs the control plane."""
     if not is_initialised(remote):
@@ -171,9 +306,15 @@ def init_control_plane(
             token=token,
             token_ttl=JOIN_TOKEN_TTL,
             token_description="used by kubeadm init only; deleted right after",
+            image_pull_policy=image_pull_policy(spec),
+            ignore_preflight_errors=ignored_preflight_errors(facts),
+            patches_dir=PATCHES_DIR,
+            container_hosts=facts.in_container,
         )
         path = f"{SUITE_DIR}/kubeadm-init.yaml"
         remote.put_text(config, path, mode=0o600)
+        if spec.image_bundle is not None:
+            check_bundle_has_kubeadm_images(remote, spec.image_bundle, version.strip())
         try:
             remote.run(f"kubeadm config validate --config {path}", what="validate kubeadm config")
             remote.run(f"kubeadm init --config {path}", what="kubeadm init")
@@ -202,6 +343,16 @@ def apply_cni(remote: Remote, manifest: str, manifest_is_local: bool) -> None:
 # --- workers ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class JoinAs:
+    """Who a host joins as: its Node name and address, and how its images come."""
+
+    node_name: str
+    address: str
+    facts: HostFacts
+    image_pull_policy: str
+
+
 def is_joined(remote: Remote) -> bool:
     return remote.run(
         "test -s /etc/kubernetes/kubelet.conf", what="check for a joined kubelet", check=False
@@ -212,7 +363,12 @@ def start_kubelet(remote: Remote) -> None:
     remote.run("systemctl start kubelet", what="start kubelet")
 
 
-def join(worker: Remote, info: ControlPlaneInfo, node_name: str, address: str, token: str) -> None:
+def join(
+    worker: Remote,
+    info: ControlPlaneInfo,
+    join_as: JoinAs,
+    token: str,
+) -> None:
     """kubeadm join with a token made for this join alone; the join file holding it is 0600
     and removed afterwards."""
     worker.secrets.append(token)
@@ -222,9 +378,12 @@ def join(worker: Remote, info: ControlPlaneInfo, node_name: str, address: str, t
         api_endpoint=info.api_endpoint,
         token=token,
         ca_cert_hash=info.ca_cert_hash,
-        node_name=node_name,
+        node_name=join_as.node_name,
         cri_socket=CRI_SOCKET,
-        address=address,
+        address=join_as.address,
+        image_pull_policy=join_as.image_pull_policy,
+        ignore_preflight_errors=ignored_preflight_errors(join_as.facts),
+        patches_dir=PATCHES_DIR,
     )
     try:
         worker.put_text(config, path, mode=0o600)

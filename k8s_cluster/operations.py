@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import time
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 
 from cloudify.decorators import operation
@@ -59,6 +60,12 @@ def _own_host(ctx) -> Host:
     return Host.from_dict(
         _related(ctx, CONTAINED_IN, relationship=True).instance.runtime_properties["host"]
     )
+
+
+def _own_facts(ctx) -> node.HostFacts:
+    """What preparing this node's host found there."""
+    props = _related(ctx, CONTAINED_IN, relationship=True).instance.runtime_properties
+    return node.HostFacts(**props["facts"])
 
 
 @contextmanager
@@ -137,9 +144,19 @@ def prepare_host(ctx, **_):
     spec = _spec(ctx)
     host = Host.from_dict(ctx.instance.runtime_properties["host"])
     with _remote(host) as remote:
-        version = node.prepare(remote, spec)
-    ctx.instance.runtime_properties["kubernetes_package_version"] = version
-    ctx.logger.info(f"Host {host.name} prepared: containerd, Kubernetes packages {version}")
+        facts = node.prepare(remote, spec)
+        imported = 0
+        if spec.image_bundle is not None:
+            imported = node.import_images(remote, spec.image_bundle, ctx.node.properties["role"])
+    ctx.instance.runtime_properties["kubernetes_package_version"] = facts.package_version
+    ctx.instance.runtime_properties["facts"] = asdict(facts)
+    ctx.logger.info(
+        f"Host {host.name} prepared: Kubernetes packages {facts.package_version}, containerd, "
+        f"cgroup {facts.cgroup}, container {facts.container}"
+        + (f", {imported} image(s) imported" if spec.image_bundle is not None else "")
+    )
+    for warning in node.warnings(facts):
+        ctx.logger.warning(f"Host {host.name}: {warning}")
 
 
 @operation(resumable=True)
@@ -151,7 +168,7 @@ def delete_host(ctx, **_):
         name,
         keep_address=ctx.workflow_id in HEAL_WORKFLOWS,  # the replacement gets the same one
     )
-    for key in ("host", "node", "kubernetes_package_version"):
+    for key in ("host", "node", "kubernetes_package_version", "facts"):
         ctx.instance.runtime_properties.pop(key, None)
     ctx.logger.info(f"Host {name} removed")
 
@@ -164,7 +181,9 @@ def init_control_plane(ctx, **_):
     spec = _spec(ctx)
     host = _own_host(ctx)
     with _remote(host) as remote:
-        info = node.init_control_plane(remote, spec, host.name, host.address, ctx.deployment.id)
+        info = node.init_control_plane(
+            remote, spec, _own_facts(ctx), host.name, host.address, ctx.deployment.id
+        )
         kubeconfig = _state_dir(ctx) / "admin.conf"
         write_private_file(kubeconfig, info.admin_kubeconfig)
         node.apply_cni(remote, spec.cni_manifest, spec.cni_manifest_is_local)
@@ -184,6 +203,7 @@ def init_control_plane(ctx, **_):
 
 @operation(resumable=True)
 def join_worker(ctx, **_):
+    spec = _spec(ctx)
     host = _own_host(ctx)
     cp = _related(ctx, JOINS, relationship=True).instance.runtime_properties
     info = node.ControlPlaneInfo(cp["join_endpoint"], cp["ca_cert_hash"], admin_kubeconfig="")
@@ -191,10 +211,13 @@ def join_worker(ctx, **_):
     with _remote(host) as worker:
         joined = not node.is_joined(worker)
         if joined:
+            join_as = node.JoinAs(
+                host.name, host.address, _own_facts(ctx), node.image_pull_policy(spec)
+            )
             description = f"join of {host.name}, made by the suite"
             token = node.new_bootstrap_token()
             with kube.bootstrap_token(api, token, description, node.JOIN_TOKEN_TTL_SECONDS):
-                node.join(worker, info, host.name, host.address, token)
+                node.join(worker, info, join_as, token)
         else:
             node.start_kubelet(worker)
     ctx.instance.runtime_properties.update(

@@ -32,3 +32,8 @@ def _environment() -> jinja2.Environment:
 
 def render(template: str, **values: Any) -> str:
     return _environment().get_template(template).render(**values)
+
+
+def render_text(source: str, **values: Any) -> str:
+    """Render a template given as text (one shipped outside templates/), with the same rules."""
+    return _environment().from_string(source).render(**values)

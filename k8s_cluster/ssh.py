@@ -7,6 +7,7 @@ import secrets
 import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import paramiko
 from fabric import Connection
@@ -143,6 +144,14 @@ class Remote:
         with self._conn.sftp().open(staging, "wb") as handle:
             handle.chmod(0o600)
             handle.write(data)
+
+    def upload_file(self, local_path: Path, staging: str) -> None:
+        """Copy a local file, as the login user, to `staging` (its folders made, mode 0600)."""
+        folder = shlex.quote(staging.rsplit("/", 1)[0] or "/")
+        self._conn.run(f"mkdir -p -m 0700 {folder}", hide=True)
+        sftp = self._conn.sftp()
+        sftp.put(str(local_path), staging)
+        sftp.chmod(staging, 0o600)
 
     def put_text(self, content: str, remote_path: str, mode: int = 0o644) -> None:
         """Write a file as root with `mode`; it never exists with a wider mode."""

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Prepare a host for kubeadm: swap off, kernel modules and sysctls, containerd, and the Kubernetes
-# packages at one version, held there. Idempotent: a second run changes nothing.
+# Prepare a host for kubeadm: swap off, kernel modules and sysctls, the Kubernetes packages at
+# one version, held there, and containerd 2 (installed, not yet configured: the suite writes its
+# configuration once kubeadm tells the sandbox image). Idempotent: a second run changes nothing.
 #
 # The suite uploads the rendered configuration files first:
 #   /etc/modules-load.d/kubernetes.conf, /etc/sysctl.d/99-kubernetes.conf,
-#   /etc/containerd/config.toml, /var/lib/k8s-cluster/kubernetes.list (the apt source, put in
-#   place once the repository's key is fetched)
+#   /var/lib/k8s-cluster/kubernetes.list (the apt source, put in place once the repository's key
+#   is fetched)
 # Environment:
-#   K8S_REPOSITORY       repository URL (http/https) or file: URI of a copy on this host
-#   K8S_VERSION_PATTERN  shell glob of the package version, e.g. "1.36.*" or "1.36.2-*"
+#   K8S_REPOSITORY        repository URL (http/https) or file: URI of a copy on this host
+#   K8S_VERSION_PATTERN   shell glob of the package version, e.g. "1.36.*" or "1.36.2-*"
+# Prints the facts the suite configures the node by: "installed: VERSION", "cgroup: v1|v2",
+# "container: none|lxc|docker|...", "sandbox-image: IMAGE".
 set -euo pipefail
 
 : "${K8S_REPOSITORY:?K8S_REPOSITORY is required}"
@@ -16,6 +19,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 KEYRING=/etc/apt/keyrings/kubernetes-apt-keyring.asc
 PACKAGES=(kubelet kubeadm kubectl)
+MIN_CONTAINERD_MAJOR=2
 
 fail() {
   echo "prepare-node: $*" >&2
@@ -69,23 +73,36 @@ apply_sysctls() {
   done </etc/sysctl.d/99-kubernetes.conf
 }
 
+# containerd 2 answers the kubelet's RuntimeConfig call (the cgroup driver); 1.x is outside the
+# runtimes Kubernetes 1.35 and later support. apt takes the newest it is offered: the package
+# repository's (the offline bundle carries containerd 2) or the distribution's.
 install_containerd() {
   phase "containerd"
-  local packages=(containerd curl ca-certificates)
-  if ! dpkg-query -W -f='${Status}' containerd 2>/dev/null | grep -q "ok installed"; then
-    # Package lists a machine already has are usually good enough; refresh them only if not.
-    apt_get install -y --no-install-recommends "${packages[@]}" 2>/dev/null || {
-      apt_get update
-      apt_get install -y --no-install-recommends "${packages[@]}"
-    }
+  local candidate installed
+  candidate="$(apt-cache policy containerd 2>/dev/null | awk '/Candidate:/ {print $2}')"
+  if ! [[ "$candidate" =~ ^[0-9]+\. ]] || ((${candidate%%.*} < MIN_CONTAINERD_MAJOR)); then
+    fail "no containerd $MIN_CONTAINERD_MAJOR.x in the package sources of $(hostname) (apt offers ${candidate:-none}), and the kubelet needs it; give a package_repository that carries it (the offline bundle's does)"
   fi
-  local stamp=/var/lib/k8s-cluster/containerd-config.sha256
-  mkdir -p /var/lib/k8s-cluster
-  if ! sha256sum --status -c "$stamp" 2>/dev/null || ! systemctl is-active -q containerd; then
-    systemctl enable -q containerd
-    systemctl restart containerd
-    sha256sum /etc/containerd/config.toml >"$stamp"
+  installed="$(dpkg-query -W -f='${db:Status-Status} ${Version}' containerd 2>/dev/null || true)"
+  if [[ "$installed" != "installed $candidate" ]]; then
+    apt_get install -y --no-install-recommends containerd
   fi
+  apt-mark hold containerd runc >/dev/null 2>&1 || true
+  systemctl enable -q containerd
+}
+
+install_base_packages() {
+  local missing=() package
+  for package in curl ca-certificates conntrack; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
+  done
+  ((${#missing[@]})) || return 0
+  phase "base packages ${missing[*]}"
+  # Package lists a machine already has are usually good enough; refresh them only if not.
+  apt_get install -y --no-install-recommends "${missing[@]}" 2>/dev/null || {
+    apt_get update
+    apt_get install -y --no-install-recommends "${missing[@]}"
+  }
 }
 
 fetch_repository_key() {
@@ -147,9 +164,20 @@ install_kubernetes_packages() {
   echo "installed: $version"
 }
 
+report_facts() {
+  local cgroup=v1 container
+  [[ "$(stat -fc %T /sys/fs/cgroup)" == cgroup2fs ]] && cgroup=v2
+  container="$(systemd-detect-virt --container 2>/dev/null || true)"
+  echo "cgroup: $cgroup"
+  echo "container: ${container:-none}"
+  echo "sandbox-image: $(kubeadm config images list --kubernetes-version "$(kubeadm version -o short)" 2>/dev/null | grep '/pause:')"
+}
+
 disable_swap
 load_modules
 apply_sysctls
-install_containerd
+install_base_packages
 fetch_repository_key
+install_containerd
 install_kubernetes_packages
+report_facts

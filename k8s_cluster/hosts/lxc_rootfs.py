@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from k8s_cluster.hosts.lxc_util import FileLock, LocalHostError, remove_tree, run, tail, write_file
@@ -74,30 +75,47 @@ def cache_key(distribution: str, mirror: str) -> str:
 
 def ensure_base_rootfs(cache_dir: Path, distribution: str, mirror: str) -> Path:
     """Return the cached base rootfs for `distribution` from `mirror`, building it if needed."""
-    key = cache_key(distribution, mirror)
-    entry = cache_dir / key
+    return ensure_debootstrap(
+        cache_dir / cache_key(distribution, mirror), distribution, mirror, PACKAGES, _customize
+    )
+
+
+def ensure_debootstrap(
+    entry: Path,
+    distribution: str,
+    mirror: str,
+    packages: Sequence[str],
+    customize: Callable[[Path], None],
+) -> Path:
+    """`entry`/rootfs: a minbase debootstrap of `distribution` with `packages`, then
+    `customize`d; built once (under a lock, for every thread and process) and kept."""
     rootfs = entry / "rootfs"
     if (entry / "complete").exists():
         return rootfs
-    with FileLock(cache_dir / f"{key}.lock"):
-        if (entry / "complete").exists():  # another thread or process built it meanwhile
-            return rootfs
-        _build(cache_dir, entry, distribution, mirror)
+    with FileLock(entry.with_name(f"{entry.name}.lock")):
+        if not (entry / "complete").exists():  # another thread or process built it meanwhile
+            _build(entry, distribution, mirror, packages, customize)
     return rootfs
 
 
-def _build(cache_dir: Path, entry: Path, distribution: str, mirror: str) -> None:
-    work = cache_dir / f".{entry.name}.building"
+def _build(
+    entry: Path,
+    distribution: str,
+    mirror: str,
+    packages: Sequence[str],
+    customize: Callable[[Path], None],
+) -> None:
+    work = entry.with_name(f".{entry.name}.building")
     remove_tree(work)  # leftovers of a build that crashed
     remove_tree(entry)  # an entry without its `complete` marker is unfinished
     target = work / "rootfs"
     target.mkdir(parents=True)
-    log = cache_dir / f"{entry.name}.log"
+    log = entry.with_name(f"{entry.name}.log")
     started = time.monotonic()
     argv = [
         "debootstrap",
         "--variant=minbase",
-        f"--include={','.join(PACKAGES)}",
+        f"--include={','.join(packages)}",
         distribution,
         str(target),
         mirror,
@@ -109,18 +127,18 @@ def _build(cache_dir: Path, entry: Path, distribution: str, mirror: str) -> None
         detail = debootstrap_log.read_text(errors="replace") if debootstrap_log.exists() else ""
         remove_tree(work)
         raise LocalHostError(
-            f"building the base rootfs for {distribution} from {mirror} failed "
+            f"building a {distribution} root filesystem from {mirror} failed "
             f"(debootstrap exited {proc.returncode}; full output in {log}):\n"
             f"{tail(proc.stdout)}\n{tail(detail)}"
         )
-    _customize(target)
+    customize(target)
     write_file(
         work / "complete",
         json.dumps(
             {
                 "distribution": distribution,
                 "mirror": mirror,
-                "packages": list(PACKAGES),
+                "packages": list(packages),
                 "seconds": round(time.monotonic() - started, 1),
             }
         )
