@@ -49,6 +49,7 @@ class HostFacts:
     package_version: str  # e.g. "1.37.2-1.1"
     cgroup: str  # "v1" or "v2"
     container: str  # "none", or the container technology the host runs in ("lxc", ...)
+    can_lower_oom_score: bool  # has CAP_SYS_RESOURCE, as runc needs for pods' OOM scores
     sandbox_image: str  # kubeadm's pause image, e.g. "registry.k8s.io/pause:3.10.2"
 
     @property
@@ -62,12 +63,17 @@ class HostFacts:
         for line in output.splitlines():
             key, _, value = line.partition(": ")
             found[key.strip()] = value.strip()
-        missing = [
-            k for k in ("installed", "cgroup", "container", "sandbox-image") if not found.get(k)
-        ]
+        keys = ("installed", "cgroup", "container", "lower-oom-score", "sandbox-image")
+        missing = [key for key in keys if not found.get(key)]
         if missing:
             raise ValueError(f"prepare-node.sh did not report {', '.join(missing)}")
-        return cls(found["installed"], found["cgroup"], found["container"], found["sandbox-image"])
+        return cls(
+            package_version=found["installed"],
+            cgroup=found["cgroup"],
+            container=found["container"],
+            can_lower_oom_score=found["lower-oom-score"] == "yes",
+            sandbox_image=found["sandbox-image"],
+        )
 
 
 @dataclass(frozen=True)
@@ -130,7 +136,7 @@ def prepare(remote: Remote, spec: ClusterSpec) -> HostFacts:
         env={"K8S_REPOSITORY": repository, "K8S_VERSION_PATTERN": spec.package_version_pattern},
     )
     facts = HostFacts.parse(result.stdout)
-    configure_containerd(remote, facts.sandbox_image)
+    configure_containerd(remote, facts)
     write_kubelet_patch(remote, facts)
     return facts
 
@@ -164,11 +170,14 @@ def write_kubelet_patch(remote: Remote, facts: HostFacts) -> None:
 CONTAINERD_CONFIG = "/etc/containerd/config.toml"
 
 
-def configure_containerd(remote: Remote, sandbox_image: str) -> None:
+def configure_containerd(remote: Remote, facts: HostFacts) -> None:
     """Write containerd's configuration; restart it when that changed or it is not running."""
-    remote.put_text(
-        render("containerd-config.toml.j2", sandbox_image=sandbox_image), CONTAINERD_CONFIG
+    config = render(
+        "containerd-config.toml.j2",
+        sandbox_image=facts.sandbox_image,
+        restrict_oom_score_adj=not facts.can_lower_oom_score,
     )
+    remote.put_text(config, CONTAINERD_CONFIG)
     stamp = f"{SUITE_DIR}/containerd-config.sha256"
     remote.run(
         f"if ! sha256sum --status -c {stamp} 2>/dev/null || ! systemctl is-active -q containerd;"
@@ -256,9 +265,12 @@ def image_pull_policy(spec: ClusterSpec) -> str:
 
 
 def ignored_preflight_errors(facts: HostFacts) -> list[str]:
-    """kubeadm checks a container host cannot pass: its kernel configuration is the machine's
-    and not readable from inside (SystemVerification)."""
-    return ["SystemVerification"] if facts.in_container else []
+    """kubeadm checks a host cannot pass and the suite has made up for: SystemVerification
+    fails on cgroup v1 (the kubelet is told to accept it, see kubelet-node-patch.yaml.j2) and in
+    containers (the kernel's configuration is the machine's, not readable from inside)."""
+    if facts.cgroup == "v1" or facts.in_container:
+        return ["SystemVerification"]
+    return []
 
 
 def check_bundle_has_kubeadm_images(remote: Remote, bundle: ImageBundle, version: str) -> None:

@@ -11,7 +11,7 @@
 #   K8S_REPOSITORY        repository URL (http/https) or file: URI of a copy on this host
 #   K8S_VERSION_PATTERN   shell glob of the package version, e.g. "1.36.*" or "1.36.2-*"
 # Prints the facts the suite configures the node by: "installed: VERSION", "cgroup: v1|v2",
-# "container: none|lxc|docker|...", "sandbox-image: IMAGE".
+# "container: none|lxc|docker|...", "lower-oom-score: yes|no", "sandbox-image: IMAGE".
 set -euo pipefail
 
 : "${K8S_REPOSITORY:?K8S_REPOSITORY is required}"
@@ -164,12 +164,22 @@ install_kubernetes_packages() {
   echo "installed: $version"
 }
 
+# Lowering a process's OOM score (as the kubelet asks for pod sandboxes) needs CAP_SYS_RESOURCE,
+# capability 24, which some container hosts do not have in their bounding set.
+can_lower_oom_score() {
+  local bounding
+  bounding="$(awk '/^CapBnd:/ {print $2}' /proc/self/status)"
+  (((0x$bounding >> 24) & 1))
+}
+
 report_facts() {
-  local cgroup=v1 container
+  local cgroup=v1 container oom=no
   [[ "$(stat -fc %T /sys/fs/cgroup)" == cgroup2fs ]] && cgroup=v2
   container="$(systemd-detect-virt --container 2>/dev/null || true)"
+  can_lower_oom_score && oom=yes
   echo "cgroup: $cgroup"
   echo "container: ${container:-none}"
+  echo "lower-oom-score: $oom"
   echo "sandbox-image: $(kubeadm config images list --kubernetes-version "$(kubeadm version -o short)" 2>/dev/null | grep '/pause:')"
 }
 
