@@ -1,6 +1,6 @@
-"""Benchmark: how install and scale-out times grow with cluster size, on local LXC hosts with the
-kube-sim stand-ins (no real containers run; package installs, SSH, kubeadm's files and joins are
-real). Prints the figures and ratios measured in this one run.
+"""Benchmark: how install and scale-out times grow with cluster size: real clusters on local LXC
+hosts, from the offline bundle (built first by bin/build-bundle, cached). Prints the figures and
+ratios measured in this one run.
 
     sudo .venv/bin/python bench/scale_bench.py [--sizes 1,4,8,16] [--network 10.83.0.0/16]
 
@@ -10,19 +10,19 @@ Needs root, LXC and the Debian mirror (bin/setup). Takes several minutes; nothin
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import ipaddress
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests import testbed  # noqa: E402  (the test bed's bundle and server)
+
 CFY = str(Path(sys.executable).with_name("cfy"))
 BLUEPRINT = "blueprints/k8s-cluster.yaml"
 MEASURE_RSS = (
@@ -32,13 +32,14 @@ MEASURE_RSS = (
 
 
 class Bench:
-    """Each deployment gets its own /24 of `network` (they coexist) and sees the repository
-    through its own bridge gateway."""
+    """Each deployment gets its own /24 of `network` (they coexist); the bundle is served on
+    this machine's address, which every deployment's hosts reach."""
 
-    def __init__(self, workdir: Path, network: str, repository_port: int):
+    def __init__(self, workdir: Path, network: str, bundle: Path, url: str):
         self.workdir = workdir
         self.subnets = ipaddress.ip_network(network).subnets(new_prefix=24)
-        self.repository_port = repository_port
+        self.bundle = bundle
+        self.url = url
         self.state = workdir / "state"
         self.env = dict(
             os.environ, CFY_WORKDIR=str(workdir / "cfy"), K8S_CLUSTER_STATE_DIR=str(self.state)
@@ -47,15 +48,7 @@ class Bench:
     def inputs_for(self, deployment: str) -> Path:
         subnet = next(self.subnets)
         path = self.workdir / f"{deployment}.json"
-        path.write_text(
-            json.dumps(
-                {
-                    "package_repository": f"http://{subnet[1]}:{self.repository_port}/",
-                    "cni_manifest": str(ROOT / "kube_sim" / "manifests" / "cni.yaml"),
-                    "local_settings": {"subnet": str(subnet)},
-                }
-            )
-        )
+        path.write_text(json.dumps(testbed.bundle_inputs(self.bundle, self.url, str(subnet))))
         return path
 
     def cfy(self, *args: str) -> tuple[float, int]:
@@ -141,19 +134,6 @@ class Bench:
         return journal.count("Accepted publickey")
 
 
-def serve(directory: Path) -> http.server.ThreadingHTTPServer:
-    """Serve the repository on every address, as a mirror on the hosts' gateways would be."""
-    handler = functools.partial(Quiet, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-class Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 def measure(bench: Bench, sizes: list[int]) -> None:
     install_times: dict[int, float] = {}
     for size in sizes:
@@ -205,15 +185,9 @@ def main() -> None:
     sizes = sorted(int(s) for s in args.sizes.split(","))
     with tempfile.TemporaryDirectory(prefix="k8s-bench-") as tmp:
         workdir = Path(tmp)
-        repository = workdir / "repository"
-        subprocess.run(
-            [sys.executable, "-m", "kube_sim.build_repo", "--out", str(repository)],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        )
-        server = serve(repository)
-        bench = Bench(workdir, args.network, server.server_address[1])
+        bundle, _ = testbed.build_bundle()
+        url, server = testbed.serve(bundle)
+        bench = Bench(workdir, args.network, bundle, url)
         print(f"machine: {os.cpu_count()} cores; hosts are LXC containers on it")
         try:
             measure(bench, sizes)

@@ -77,13 +77,20 @@ def test_input_defaults_match_the_validation_defaults():
 @pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck is not installed")
 def test_scripts_pass_shellcheck():
     scripts = sorted(str(p) for p in (ROOT / "scripts").glob("*.sh"))
-    scripts += [str(p) for p in (ROOT / ".ci").glob("*") if p.is_file()]
+    scripts += [
+        str(p) for folder in (".ci", "bin") for p in (ROOT / folder).glob("*") if p.is_file()
+    ]
     result = subprocess.run(["shellcheck", "-S", "style", *scripts], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 
 def test_scripts_start_strict():
-    for script in (ROOT / "scripts").glob("*.sh"):
+    scripts = [
+        *(ROOT / "scripts").glob("*.sh"),
+        *(ROOT / "bin").glob("*"),
+        *(ROOT / ".ci").glob("*"),
+    ]
+    for script in scripts:
         lines = script.read_text().splitlines()
         assert lines[0] == "#!/usr/bin/env bash", script
         assert "set -euo pipefail" in lines, script

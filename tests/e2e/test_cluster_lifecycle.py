@@ -1,4 +1,6 @@
-"""install -> converge -> refuse a blind re-install -> uninstall -> reinstall, through cfy."""
+"""install -> a real cluster (its control plane in containers, pods answering HTTP through a
+NodePort, DNS, pod-to-pod traffic across nodes) -> converge -> refuse a blind re-install ->
+uninstall, through cfy."""
 
 from __future__ import annotations
 
@@ -8,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import host_traces, kubectl
+from k8s_cluster.hosts.local import LocalProvider
+from tests.testbed import (
+    KUBERNETES_VERSION,
+    SUBNET,
+    get_json,
+    host_traces,
+    kubectl,
+    on_host,
+    workload_manifest,
+)
 
 BLUEPRINT = "blueprints/k8s-cluster.yaml"
 DEPLOYMENT = "k8s"
@@ -51,7 +62,88 @@ def test_install_gives_ready_nodes_with_roles_and_correct_outputs(cluster, cfy):
     }
     assert cluster["api_endpoint"] == f"https://{control_plane['address']}:6443"
     # kubectl on this machine reaches the API through the endpoint in the outputs
-    assert "v1.36.2-sim" in kubectl(kubeconfig, "version", "-o", "json")
+    server = json.loads(kubectl(kubeconfig, "version", "-o", "json"))["serverVersion"]
+    assert server["gitVersion"] == f"v{KUBERNETES_VERSION}"
+
+
+def test_every_node_runs_the_bundles_kubelet_on_containerd_2(cluster, bundle):
+    nodes = json.loads(kubectl(cluster["kubeconfig_path"], "get", "nodes", "-o", "json"))["items"]
+    runtimes = {n["status"]["nodeInfo"]["containerRuntimeVersion"] for n in nodes}
+    kubelets = {n["status"]["nodeInfo"]["kubeletVersion"] for n in nodes}
+    assert runtimes == {f"containerd://{bundle.summary['packages']['containerd'].split('-')[0]}"}
+    assert kubelets == {f"v{KUBERNETES_VERSION}"}
+
+
+def test_the_control_plane_runs_as_containers(cluster, cfy):
+    provider = LocalProvider(DEPLOYMENT, cfy.state_dir / DEPLOYMENT, subnet=SUBNET)
+    name = cluster["control_plane_node"]["name"]
+    listing = on_host(provider.lxc_path, provider.container_name(name), "crictl ps -o json")
+    running = {
+        c["metadata"]["name"]
+        for c in json.loads(listing)["containers"]
+        if c["state"] == "CONTAINER_RUNNING"
+    }
+    assert {"kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler"} <= running
+
+
+def test_pods_answer_through_a_node_port_resolve_services_and_reach_each_other(
+    cluster, bundle, tmp_path
+):
+    kubeconfig = cluster["kubeconfig_path"]
+    manifest = tmp_path / "web.json"
+    manifest.write_text(
+        json.dumps(workload_manifest("web", bundle.test_image, replicas=2, spread=True))
+    )
+    kubectl(kubeconfig, "apply", "-f", str(manifest))
+    kubectl(
+        kubeconfig,
+        "expose",
+        "deployment",
+        "web",
+        "--type=NodePort",
+        "--port=80",
+        "--target-port=8080",
+    )
+    kubectl(kubeconfig, "rollout", "status", "deployment/web", "--timeout=120s")
+    service = json.loads(kubectl(kubeconfig, "get", "service", "web", "-o", "json"))
+    port = service["spec"]["ports"][0]["nodePort"]
+    pods = json.loads(kubectl(kubeconfig, "get", "pods", "-l", "app=web", "-o", "json"))["items"]
+    names = {p["metadata"]["name"] for p in pods}
+
+    # from this machine, through kube-proxy on every node, to the pods wherever they run
+    addresses = [cluster["control_plane_node"]["address"]] + [
+        w["address"] for w in cluster["worker_nodes"]
+    ]
+    answered = set()
+    for address in addresses:
+        for _ in range(6):
+            answered.add(get_json(f"http://{address}:{port}/")["hostname"])
+    assert answered == names
+
+    # CoreDNS resolves the Service's name to its cluster IP, inside a pod
+    first, second = pods
+    resolved = kubectl(
+        kubeconfig,
+        "exec",
+        first["metadata"]["name"],
+        "--",
+        "/testapp",
+        "resolve",
+        "web.default.svc.cluster.local",
+    )
+    assert resolved.split() == [service["spec"]["clusterIP"]]
+    # the two pods run on different workers and reach each other over the pod network
+    assert first["spec"]["nodeName"] != second["spec"]["nodeName"]
+    kubectl(
+        kubeconfig,
+        "exec",
+        first["metadata"]["name"],
+        "--",
+        "/testapp",
+        "dial",
+        f"{second['status']['podIP']}:8080",
+    )
+    kubectl(kubeconfig, "delete", "service,deployment", "web")
 
 
 def test_every_join_token_is_gone_after_install(cluster):

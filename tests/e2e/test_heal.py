@@ -13,29 +13,12 @@ import pytest
 import yaml
 
 from k8s_cluster.hosts.local import LocalProvider
-
-from .conftest import CFY, ROOT, SUBNET, kubectl
+from tests.testbed import CFY, ROOT, SUBNET, kubectl, workload_manifest
 
 BLUEPRINT = "blueprints/k8s-cluster.yaml"
 DEPLOYMENT = "heal"
 REPLICAS = 6
 GRACE = 5  # the Deployment's terminationGracePeriodSeconds, and heal's pod_eviction_grace_period
-WEB = {
-    "apiVersion": "apps/v1",
-    "kind": "Deployment",
-    "metadata": {"name": "web", "namespace": "default"},
-    "spec": {
-        "replicas": REPLICAS,
-        "selector": {"matchLabels": {"app": "web"}},
-        "template": {
-            "metadata": {"labels": {"app": "web"}},
-            "spec": {
-                "terminationGracePeriodSeconds": GRACE,
-                "containers": [{"name": "web", "image": "nginx"}],
-            },
-        },
-    },
-}
 
 
 def ready(node: dict) -> str:
@@ -45,13 +28,13 @@ def ready(node: dict) -> str:
 class Cluster:
     """The deployment under test, seen through cfy, kubectl and the local provider."""
 
-    def __init__(self, cfy, tmp_path):
+    def __init__(self, cfy, tmp_path, image: str):
         self.cfy = cfy
         self.outputs = cfy.outputs(DEPLOYMENT)
         self.kubeconfig = self.outputs["kubeconfig_path"]
         self.provider = LocalProvider(DEPLOYMENT, cfy.state_dir / DEPLOYMENT, subnet=SUBNET)
         manifest = tmp_path / "web.yaml"
-        manifest.write_text(yaml.safe_dump(WEB))
+        manifest.write_text(yaml.safe_dump(workload_manifest("web", image, REPLICAS)))
         kubectl(self.kubeconfig, "apply", "-f", str(manifest))
 
     def instances(self) -> dict[str, dict]:
@@ -136,11 +119,11 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(cfy, inputs_file, tmp_path_factory):
+def cluster(cfy, inputs_file, bundle, tmp_path_factory):
     extra = json.dumps({"worker_count": 3, "node_monitor_grace_period": "10s"})
     try:
         cfy("install", BLUEPRINT, "-b", DEPLOYMENT, "-i", str(inputs_file), "-i", extra)
-        env = Cluster(cfy, tmp_path_factory.mktemp("heal"))
+        env = Cluster(cfy, tmp_path_factory.mktemp("heal"), bundle.test_image)
         env.wait("the Deployment running", env.web_running)
         yield env
     finally:

@@ -3,40 +3,62 @@ through cfy: objects and their specs, the database host outside the cluster publ
 Service, NodePort URLs, update_resources, a re-addressed then healed machine, migrate_pods
 within the PodDisruptionBudget, and an uninstall that removes exactly what it created.
 
-The tests run in order on one cluster and one app deployment. The outside database host is a
-machine record at this machine's address on the hosts' network (no real database runs: the
-tests check what the cluster is told, not a connection)."""
+The tests run in order on the session's shared cluster and one app deployment. The outside
+database host is this machine, at its address on the cluster's network, where a TCP listener
+stands in for the database: the app's pods reach it by the Service's name, through DNS."""
 
 from __future__ import annotations
 
 import base64
 import json
 import secrets
+import socket
 import threading
 import time
 
 import pytest
 import yaml
 
-from .conftest import GATEWAY, kubectl
+from tests import testbed
+from tests.testbed import SHARED_GATEWAY, kubectl
 
-CLUSTER = "k8sapp"  # its own cluster deployment, whatever else the session installs
 APP = "app"
 NAMESPACE = "shop"
-DB_PORT = 5432
 SNAPSHOT_KINDS = (
     "namespaces,configmaps,secrets,serviceaccounts,services,endpointslices,deployments,"
     "replicasets,poddisruptionbudgets,roles,rolebindings,storageclasses,daemonsets"
 )
 
 
+class Database:
+    """A TCP listener on this machine standing in for the database host; counts connections."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("0.0.0.0", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            connection.close()
+
+
 @pytest.fixture(scope="module")
-def cluster(cfy, inputs_file):
-    try:
-        cfy("install", "blueprints/k8s-cluster.yaml", "-b", CLUSTER, "-i", str(inputs_file))
-        yield cfy.outputs(CLUSTER)
-    finally:
-        cfy("uninstall", "-b", CLUSTER, check=False)
+def database():
+    db = Database()
+    yield db
+    db.listener.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(shared_cluster):
+    return shared_cluster
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +89,7 @@ def password() -> str:
 
 
 @pytest.fixture(scope="module")
-def app(cfy, kubeconfig, before_app, password, tmp_path_factory):
+def app(cfy, kubeconfig, before_app, password, database, bundle, tmp_path_factory):
     inputs = tmp_path_factory.mktemp("app") / "inputs.yaml"
     inputs.write_text(
         yaml.safe_dump(
@@ -76,8 +98,9 @@ def app(cfy, kubeconfig, before_app, password, tmp_path_factory):
                 "namespace": NAMESPACE,
                 "app_replicas": 2,
                 "app_min_available": 1,
-                "database_address": GATEWAY,
-                "database_port": DB_PORT,
+                "app_image": bundle.test_image,
+                "database_address": SHARED_GATEWAY,
+                "database_port": database.port,
                 "database_password": password,
             }
         )
@@ -112,12 +135,12 @@ def instance_of(cfy, node: str) -> str:
     return next(i["id"] for i in listed if i["node_id"] == node)
 
 
-def test_objects_exist_with_the_right_specs(app, kubeconfig, cfy, password):
+def test_objects_exist_with_the_right_specs(app, kubeconfig, cfy, password, database, bundle):
     deployment = get_json(kubeconfig, "deployment", "web", "-n", NAMESPACE)
     spec = deployment["spec"]
     assert spec["replicas"] == 2
     container = spec["template"]["spec"]["containers"][0]
-    assert container["image"] == "nginx:1.27"
+    assert container["image"] == bundle.test_image
     assert container["envFrom"] == [
         {"configMapRef": {"name": "app-settings"}},
         {"secretRef": {"name": "app-credentials"}},
@@ -129,7 +152,7 @@ def test_objects_exist_with_the_right_specs(app, kubeconfig, cfy, password):
     settings = get_json(kubeconfig, "configmap", "app-settings", "-n", NAMESPACE)["data"]
     assert settings == {
         "DATABASE_HOST": f"database.{NAMESPACE}.svc.cluster.local",
-        "DATABASE_PORT": str(DB_PORT),
+        "DATABASE_PORT": str(database.port),
     }
     secret = get_json(kubeconfig, "secret", "app-credentials", "-n", NAMESPACE)
     assert base64.b64decode(secret["data"]["DATABASE_PASSWORD"]).decode() == password
@@ -145,12 +168,22 @@ def test_objects_exist_with_the_right_specs(app, kubeconfig, cfy, password):
     assert service["type"] == "NodePort" and service["selector"] == {"app": "web"}
 
 
-def test_external_service_resolves_to_the_outside_host(app, kubeconfig):
+def test_external_service_resolves_to_the_outside_host(app, kubeconfig, database):
     service = get_json(kubeconfig, "service", "database", "-n", NAMESPACE)["spec"]
     assert "selector" not in service  # no pods behind it: the EndpointSlice names the host
-    assert [(p["port"], p["targetPort"]) for p in service["ports"]] == [(DB_PORT, DB_PORT)]
-    assert endpoint_addresses(kubeconfig, "database") == [GATEWAY]
-    assert app["database_service"] == f"database.{NAMESPACE}.svc.cluster.local:{DB_PORT}"
+    port = database.port
+    assert [(p["port"], p["targetPort"]) for p in service["ports"]] == [(port, port)]
+    assert endpoint_addresses(kubeconfig, "database") == [SHARED_GATEWAY]
+    assert app["database_service"] == f"database.{NAMESPACE}.svc.cluster.local:{port}"
+
+
+def test_the_apps_pods_reach_the_database_host_by_its_service_name(app, kubeconfig, database):
+    before = database.connections
+    for pod in app_pods(kubeconfig):
+        name = pod["metadata"]["name"]
+        address = f"database.{NAMESPACE}.svc.cluster.local:{database.port}"
+        kubectl(kubeconfig, "exec", "-n", NAMESPACE, name, "--", "/testapp", "dial", address)
+    assert database.connections - before == len(app_pods(kubeconfig)) == 2
 
 
 def test_app_url_on_every_nodes_address(app, cluster, kubeconfig):
@@ -161,6 +194,9 @@ def test_app_url_on_every_nodes_address(app, cluster, kubeconfig):
     expected = {f"http://{node['address']}:{node_port}" for node in nodes}
     assert set(app["app_urls"]) == expected
     assert app["app_url"] in expected
+    pods = {p["metadata"]["name"] for p in app_pods(kubeconfig)}
+    for url in app["app_urls"]:  # kube-proxy on every node forwards to the app's pods
+        assert testbed.get_json(url)["hostname"] in pods
 
 
 def test_update_changes_the_replica_count(app, kubeconfig, cfy):
@@ -216,7 +252,7 @@ def test_new_machine_address_is_published_again(app, kubeconfig, cfy):
         "-p",
         f"node_instance_id={instance_of(cfy, 'database_host')}",
     )
-    assert endpoint_addresses(kubeconfig, "database") == [GATEWAY]
+    assert endpoint_addresses(kubeconfig, "database") == [SHARED_GATEWAY]
 
 
 class AvailabilityWatch:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from .conftest import SUBNET, kubectl
+from tests.testbed import SUBNET, kubectl
 
 BLUEPRINT = "blueprints/k8s-cluster.yaml"
 DEPLOYMENT = "k8s-scale"
@@ -78,11 +78,11 @@ def test_scale_out_2_to_4_joins_with_fresh_tokens(cfy, cluster):
     assert bootstrap_tokens(cluster) == []
 
 
-def test_scale_in_4_to_1_keeps_the_disruption_budget(cfy, cluster):
+def test_scale_in_4_to_1_keeps_the_disruption_budget(cfy, cluster, bundle):
     api = client.AppsV1Api(config.new_client_from_config(config_file=cluster))
     core = client.CoreV1Api(api.api_client)
     policy = client.PolicyV1Api(api.api_client)
-    create_web(api, policy, replicas=4, min_available=3)
+    create_web(api, policy, bundle.test_image, replicas=4, min_available=3)
     wait_ready_pods(core, 4)
     samples: list[int] = []
     stop = threading.Event()
@@ -137,8 +137,8 @@ def test_a_failed_scale_out_rolls_back_and_can_be_rerun(cfy, cluster):
 # --- a workload with a disruption budget ------------------------------------------------------
 
 
-def create_web(api, policy, replicas: int, min_available: int) -> None:
-    container = client.V1Container(name="web", image="nginx")
+def create_web(api, policy, image: str, replicas: int, min_available: int) -> None:
+    container = client.V1Container(name="web", image=image)
     template = client.V1PodTemplateSpec(
         metadata=client.V1ObjectMeta(labels=APP),
         spec=client.V1PodSpec(containers=[container], termination_grace_period_seconds=1),

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 
 import pytest
 
 from k8s_cluster.hosts.local import LocalProvider
-
-from .conftest import SUBNET, kubectl
+from tests import testbed
+from tests.testbed import SUBNET, kubectl, wait_for
 
 BLUEPRINT = "blueprints/k8s-cluster.yaml"
 DEPLOYMENT = "k8s-storage"
@@ -40,12 +39,7 @@ def workflow(cfy, name: str, *params: str, check: bool = True):
 
 
 def on_host(provider: LocalProvider, host: str, command: str, check: bool = True) -> str:
-    argv = ["lxc-attach", "-P", str(provider.lxc_path), "-n", provider.container_name(host)]
-    result = subprocess.run(
-        [*argv, "--", "sh", "-c", command], capture_output=True, text=True, timeout=60
-    )
-    assert not check or result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+    return testbed.on_host(provider.lxc_path, provider.container_name(host), command, check)
 
 
 def get(kubeconfig: str, *what: str) -> dict:
@@ -57,14 +51,6 @@ def pvs(kubeconfig: str) -> dict[str, str]:
         pv["metadata"]["name"]: pv.get("status", {}).get("phase", "")
         for pv in get(kubeconfig, "pv")["items"]
     }
-
-
-def wait_for(check, what: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
-    return value
 
 
 def apply(kubeconfig: str, tmp_path, manifest: dict) -> None:
@@ -83,21 +69,30 @@ CLAIM_MANIFEST = {
         "resources": {"requests": {"storage": "32Mi"}},
     },
 }
-POD_MANIFEST = {
-    "apiVersion": "v1",
-    "kind": "Pod",
-    "metadata": {"name": "writer", "namespace": "default"},
-    "spec": {
-        "containers": [
-            {
-                "name": "c",
-                "image": "busybox",
-                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-            }
-        ],
-        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": CLAIM}}],
-    },
-}
+
+
+def pod_manifest(name: str, image: str) -> dict:
+    """A pod of the test image with the claim mounted at /data."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "c",
+                    "image": image,
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                }
+            ],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": CLAIM}}],
+        },
+    }
+
+
+def running(kubeconfig: str, pod: str) -> bool:
+    return get(kubeconfig, "pod", pod).get("status", {}).get("phase") == "Running"
 
 
 def test_bad_requests_create_nothing(cfy, cluster, provider):
@@ -117,7 +112,9 @@ def test_bad_requests_create_nothing(cfy, cluster, provider):
     assert pvs(cluster) == {}
 
 
-def test_volume_claimed_survives_heal_and_is_removed_cleanly(cfy, cluster, provider, tmp_path):
+def test_volume_claimed_survives_heal_and_is_removed_cleanly(
+    cfy, cluster, provider, bundle, tmp_path
+):
     worker = cfy.outputs(DEPLOYMENT)["worker_nodes"][0]["name"]
     pv = f"{worker}-{VOLUME}"
     workflow(cfy, "add_volume", f"name={VOLUME}", "size=64Mi", f"targets={worker}")
@@ -128,27 +125,34 @@ def test_volume_claimed_survives_heal_and_is_removed_cleanly(cfy, cluster, provi
     )
     assert duplicate.returncode != 0 and "already has a volume of that name" in duplicate.stdout
 
+    # the scheduler binds the claim when its first pod is placed: on the volume's node
     apply(cluster, tmp_path, CLAIM_MANIFEST)
-    apply(cluster, tmp_path, POD_MANIFEST)
+    apply(cluster, tmp_path, pod_manifest("writer", bundle.test_image))
     node = wait_for(lambda: get(cluster, "pod", "writer")["spec"].get("nodeName"), "pod scheduled")
     assert node == worker
     assert get(cluster, "pvc", CLAIM)["spec"]["volumeName"] == pv
     wait_for(lambda: pvs(cluster)[pv] == "Bound", "PV Bound")
-    on_host(provider, worker, "echo kept > /mnt/k8s-volumes/data/proof")
+    wait_for(lambda: running(cluster, "writer"), "writer running", timeout=120)
+    kubectl(cluster, "exec", "writer", "--", "/testapp", "write", "/data/proof", "kept")
+    assert on_host(provider, worker, "cat /mnt/k8s-volumes/data/proof") == "kept"
 
     instance = "worker_host_" + worker.split("-", 1)[1]
     workflow(cfy, "heal", f"node_instance_id={instance}")
-    assert on_host(provider, worker, "cat /mnt/k8s-volumes/data/proof") == "kept\n"
+    assert on_host(provider, worker, "cat /mnt/k8s-volumes/data/proof") == "kept"
     assert pvs(cluster)[pv] == "Bound"
+    kubectl(cluster, "delete", "pod", "writer", "--ignore-not-found", "--wait=true")
+    apply(cluster, tmp_path, pod_manifest("reader", bundle.test_image))
+    wait_for(lambda: running(cluster, "reader"), "reader running", timeout=120)
+    assert kubectl(cluster, "exec", "reader", "--", "/testapp", "read", "/data/proof") == "kept"
     listed = workflow(cfy, "list_volumes").stdout
     assert f"volume data on {worker}: 64Mi ext4" in listed and "claim default/data-claim" in listed
 
     refused = workflow(cfy, "remove_volume", f"name={VOLUME}", check=False)
     assert refused.returncode != 0
     assert "volume " + worker + "/data is bound to claim default/data-claim" in refused.stdout
-    assert on_host(provider, worker, "cat /mnt/k8s-volumes/data/proof") == "kept\n"
+    assert on_host(provider, worker, "cat /mnt/k8s-volumes/data/proof") == "kept"
 
-    kubectl(cluster, "delete", "pod", "writer", "--ignore-not-found")  # heal's drain evicted it
+    kubectl(cluster, "delete", "pod", "reader", "--wait=true")
     kubectl(cluster, "delete", "pvc", CLAIM)
     wait_for(lambda: pvs(cluster).get(pv) == "Released", "PV Released")
     workflow(cfy, "remove_volume", f"name={VOLUME}")
@@ -161,13 +165,13 @@ def test_volume_claimed_survives_heal_and_is_removed_cleanly(cfy, cluster, provi
 
 
 def test_scale_in_keeps_a_worker_with_a_bound_volume_unless_allowed(
-    cfy, cluster, provider, tmp_path
+    cfy, cluster, provider, bundle, tmp_path
 ):
     worker = cfy.outputs(DEPLOYMENT)["worker_nodes"][-1]["name"]
     instance = "worker_host_" + worker.split("-", 1)[1]
     workflow(cfy, "add_volume", f"name={VOLUME}", "size=32Mi", f"targets={instance}")
     apply(cluster, tmp_path, CLAIM_MANIFEST)
-    apply(cluster, tmp_path, POD_MANIFEST)
+    apply(cluster, tmp_path, pod_manifest("writer", bundle.test_image))
     wait_for(lambda: pvs(cluster)[f"{worker}-{VOLUME}"] == "Bound", "PV Bound")
     scale_in = (
         json.dumps(

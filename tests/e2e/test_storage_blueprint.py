@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from k8s_cluster.hosts.local import LocalProvider
+from tests.testbed import ROOT, SUBNET, kubectl
 
-from .conftest import ROOT, SUBNET, kubectl
 from .test_storage import on_host
 
 DEPLOYMENT = "k8s-storage-bp"

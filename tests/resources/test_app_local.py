@@ -1,41 +1,29 @@
-"""blueprints/k8s-app.yaml through the real cfy CLI against the API server stand-in started
-locally (no hosts, no root): wrong connections fail first with a clear message, the objects of a
-manifest stay the deployment's own through update_resources, a readiness wait gives up with the
-object and what it saw, and uninstall deletes them. The full story runs in
-tests/e2e/test_k8s_app.py on a real test-bed cluster."""
+"""blueprints/k8s-app.yaml through the real cfy CLI against the session's shared cluster: wrong
+connections fail first with a clear message, the objects of a manifest stay the deployment's own
+through update_resources, a readiness wait gives up with the object and what it saw, and
+uninstall deletes them. The full story runs in tests/e2e/test_k8s_app.py."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.sim.test_apiserver_support import ApiServer, FakeKubelet, make_pki
+from tests.testbed import CFY, ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
-CFY = str(Path(sys.executable).with_name("cfy"))
-
-
-@pytest.fixture(scope="module")
-def apiserver(tmp_path_factory):
-    pki = make_pki(tmp_path_factory.mktemp("pki"))
-    server = ApiServer(pki, tmp_path_factory.mktemp("server") / "state").start()
-    kubelet = FakeKubelet(server, ["node-1", "node-2"]).start()
-    yield server
-    kubelet.stop()
-    server.stop()
+pytestmark = pytest.mark.e2e
 
 
 class Local:
     """cfy in a private work folder, with an inputs file per call."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, image: str) -> None:
         self.base = base
+        self.image = image
         self.env = dict(os.environ, CFY_WORKDIR=str(base / "cfy"), PYTHONPATH=str(ROOT))
 
     def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -48,18 +36,18 @@ class Local:
 
     def install(self, name: str, inputs: dict, check: bool = True):
         path = self.base / f"{name}.yaml"
-        path.write_text(yaml.safe_dump({"database_address": "10.9.0.5", **inputs}))
+        defaults = {"database_address": "10.9.0.5", "app_image": self.image}
+        path.write_text(yaml.safe_dump({**defaults, **inputs}))
         return self("install", "blueprints/k8s-app.yaml", "-b", name, "-i", str(path), check=check)
 
 
 @pytest.fixture
-def local(tmp_path) -> Local:
-    return Local(tmp_path)
+def local(tmp_path, bundle) -> Local:
+    return Local(tmp_path, bundle.test_image)
 
 
 def namespaces(apiserver) -> list[str]:
-    listed = json.loads(apiserver.kubectl("get", "namespaces", "-o", "json").stdout)["items"]
-    return [item["metadata"]["name"] for item in listed]
+    return apiserver.namespaces()
 
 
 def test_a_missing_kubeconfig_fails_before_anything_is_created(apiserver, local, tmp_path):
@@ -73,7 +61,7 @@ def test_a_wrong_token_is_refused_by_name_and_never_printed(apiserver, local):
     inputs = {
         "api_endpoint": apiserver.url,
         "api_token": "wrong-token-value",
-        "api_ca_cert": str(apiserver.pki / "ca.crt"),
+        "api_ca_cert": str(apiserver.ca_file),
         "namespace": "tokens",
     }
     result = local.install("token", inputs, check=False)
@@ -90,7 +78,7 @@ def test_manifest_objects_stay_the_deployments_own_through_updates(apiserver, lo
                    json.dumps({"overrides": changes}))  # fmt: skip
     assert "ServiceAccount own/web configured (metadata.labels)" in update.stdout
     role = json.loads(
-        apiserver.kubectl("get", "role", "web-read-config", "-n", "own", "-o", "json").stdout
+        apiserver.kubectl("get", "role", "web-read-config", "-n", "own", "-o", "json")
     )
     assert role["metadata"]["labels"] == {"team": "shop"}
     uninstall = local("uninstall", "-b", "app")
@@ -100,14 +88,14 @@ def test_manifest_objects_stay_the_deployments_own_through_updates(apiserver, lo
 
 
 def test_readiness_gives_up_naming_the_object_and_what_it_saw(apiserver, local):
-    apiserver.kubectl("cordon", "node-1")
-    apiserver.kubectl("cordon", "node-2")
+    for worker in apiserver.workers:  # nowhere to run: the pods stay Pending
+        apiserver.kubectl("cordon", worker)
     try:
         inputs = {"kubeconfig": apiserver.kubeconfig, "namespace": "stuck", "ready_timeout": 3}
         result = local.install("stuck", inputs, check=False)
     finally:
-        apiserver.kubectl("uncordon", "node-1")
-        apiserver.kubectl("uncordon", "node-2")
+        for worker in apiserver.workers:
+            apiserver.kubectl("uncordon", worker)
         local("uninstall", "-b", "stuck", check=False)
     assert result.returncode != 0
     assert "Deployment stuck/web ready: not done after 3 s; last seen: 0 of 2" in result.stdout

@@ -1,11 +1,18 @@
-"""k8s_cluster.resources against the API server stand-in (kube_sim), started locally with a
-fake kubelet for two nodes: apply, readiness, external endpoints, delete."""
+"""k8s_cluster.resources against a real cluster (the session's shared one): apply, readiness,
+external endpoints, delete. Every namespace and cluster-scoped object a test makes is removed
+at the end of the module."""
 
 from __future__ import annotations
+
+import datetime
 
 import pytest
 import urllib3
 from cloudify.exceptions import NonRecoverableError, RecoverableError
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from k8s_cluster import kube
 from k8s_cluster.resource_operations import api_failure
@@ -19,9 +26,10 @@ from k8s_cluster.resources import (
     load_documents,
     ready_endpoints,
 )
-from tests.sim.test_apiserver_support import ApiServer, FakeKubelet, make_pki, wait_for
+from tests.testbed import KUBERNETES_VERSION, wait_for
 
-NODES = ["node-1", "node-2"]
+pytestmark = pytest.mark.e2e
+NAMESPACES = ("apply", "claims", "secrets", "lonely", "external", "deleting")
 APP = """
 apiVersion: apps/v1
 kind: Deployment
@@ -32,7 +40,7 @@ spec:
   template:
     metadata: {labels: {app: web}}
     spec:
-      containers: [{name: web, image: nginx:1.27, ports: [{containerPort: 80}]}]
+      containers: [{name: web, image: IMAGE, ports: [{containerPort: 80}]}]
 ---
 apiVersion: v1
 kind: Service
@@ -45,32 +53,53 @@ spec:
 
 
 @pytest.fixture(scope="module")
-def apiserver(tmp_path_factory):
-    pki = make_pki(tmp_path_factory.mktemp("pki"))
-    server = ApiServer(pki, tmp_path_factory.mktemp("server") / "state").start()
-    kubelet = FakeKubelet(server, NODES).start()
-    yield server
-    kubelet.stop()
-    server.stop()
+def cluster(apiserver) -> Cluster:
+    cluster = Cluster(Connection(kubeconfig=apiserver.kubeconfig).api_client())
+    yield cluster
+    for name in NAMESPACES:
+        apiserver.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=false")
+    apiserver.kubectl("delete", "storageclass", "late", "--ignore-not-found")
 
 
 @pytest.fixture(scope="module")
-def cluster(apiserver) -> Cluster:
-    return Cluster(Connection(kubeconfig=apiserver.kubeconfig).api_client())
+def app(bundle) -> str:
+    return APP.replace("IMAGE", bundle.test_image)
+
+
+def other_ca(folder) -> str:
+    """A CA certificate of its own, which signed nothing the cluster serves."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not-the-cluster-ca")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path = folder / "other-ca.crt"
+    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return str(path)
 
 
 def namespace(cluster: Cluster, name: str) -> str:
+    assert name in NAMESPACES  # so that the module removes it
     cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     return name
 
 
-def wait_ready(cluster: Cluster, ref: ObjectRef, timeout: float = 20) -> None:
+def wait_ready(cluster: Cluster, ref: ObjectRef, timeout: float = 120) -> None:
     kube.wait_until(lambda: cluster.readiness(ref), timeout, str(ref))
 
 
-def test_apply_creates_then_converges_then_patches(cluster):
+def test_apply_creates_then_converges_then_patches(cluster, app, bundle):
     ns = namespace(cluster, "apply")
-    docs = load_documents(manifest=APP)
+    docs = load_documents(manifest=app)
     first = [cluster.apply(doc, ns) for doc in docs]
     assert [str(a) for a in first] == ["Deployment apply/web created", "Service apply/web created"]
     assert all(a.ref.created for a in first)
@@ -84,7 +113,7 @@ def test_apply_creates_then_converges_then_patches(cluster):
     assert not changed.ref.created  # it existed before this apply
     live = cluster.get(changed.ref)
     assert live["spec"]["replicas"] == 3
-    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.27"
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == bundle.test_image
     wait_ready(cluster, changed.ref)
     service = cluster.get(ObjectRef("v1", "Service", "web", ns))
     node_port = service["spec"]["ports"][0]["nodePort"]
@@ -184,27 +213,27 @@ def test_external_endpoint_published_and_moved(cluster):
     assert ready_endpoints(cluster, ns, "db") == 1
 
 
-def test_delete_with_propagation_then_gone(cluster):
+def test_delete_with_propagation_then_gone(cluster, app):
     ns = namespace(cluster, "deleting")
-    ref = cluster.apply(load_documents(manifest=APP)[0], ns).ref
+    ref = cluster.apply(load_documents(manifest=app)[0], ns).ref
     wait_ready(cluster, ref)
     assert cluster.delete(ref, "Foreground")
-    kube.wait_until(lambda: cluster.gone(ref), 20, f"{ref} deleted")
-    wait_for(lambda: not cluster.list("v1", "Pod", ns), message="pods deleted with it")
+    kube.wait_until(lambda: cluster.gone(ref), 60, f"{ref} deleted")
+    wait_for(lambda: not cluster.list("v1", "Pod", ns), "pods deleted with it", timeout=60)
     assert not cluster.delete(ref)  # already gone
 
 
 def test_access_is_checked_with_the_credentials(apiserver, tmp_path):
-    assert check_access(Connection(kubeconfig=apiserver.kubeconfig).api_client()) == "v1.36.2-sim"
-    ca = str(apiserver.pki / "ca.crt")
+    version = check_access(Connection(kubeconfig=apiserver.kubeconfig).api_client())
+    assert version == f"v{KUBERNETES_VERSION}"
+    ca = str(apiserver.ca_file)
     wrong_token = Connection(api_endpoint=apiserver.url, token="not-a-token", ca_cert=ca)
     with pytest.raises(ResourceError, match="answered 401 Unauthorized: check the kubeconfig"):
         check_access(wrong_token.api_client())
 
 
 def test_a_certificate_the_ca_does_not_sign_is_a_final_error(apiserver, tmp_path):
-    other_ca = make_pki(tmp_path) / "ca.crt"
-    connection = Connection(api_endpoint=apiserver.url, token="t", ca_cert=str(other_ca))
+    connection = Connection(api_endpoint=apiserver.url, token="t", ca_cert=other_ca(tmp_path))
     api_client = connection.api_client()
     api_client.configuration.retries = 0
     with pytest.raises(urllib3.exceptions.HTTPError) as caught:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from k8s_cluster.inputs import (
     Machine,
     validate,
 )
+from tests.unit.image_archives import KUBEADM_1_37_2, write_bundle, write_image
 
 SECRET = "c2VjcmV0IGtleSBtYXRlcmlhbA"  # stands for key material that must never be shown
 
@@ -76,11 +78,19 @@ def test_defaults_are_valid() -> None:
         service_cidr="10.96.0.0/12",
         cni_manifest=FLANNEL_MANIFEST,
         cni_manifest_is_local=False,
+        image_bundle=None,
         ssh_user="root",
         ssh_private_key_file="",
         local=LocalSettings("10.77.0.0/24", "bookworm", "http://deb.debian.org/debian"),
         existing_machines=(),
     )
+
+
+def test_default_cni_manifest_is_a_pinned_flannel_release() -> None:
+    assert FLANNEL_MANIFEST == (
+        "https://github.com/flannel-io/flannel/releases/download/v0.28.10/kube-flannel.yml"
+    )
+    assert "latest" not in FLANNEL_MANIFEST
 
 
 def test_explicit_defaults_are_valid_and_unknown_inputs_ignored() -> None:
@@ -599,3 +609,114 @@ def test_existing_provider_does_not_check_the_local_subnet(key: str) -> None:
 def test_min_workers_above_worker_count_is_refused() -> None:
     line = the_problem({"min_workers": 3, "worker_count": 2})
     assert line == "min_workers: 3 is above worker_count (2); expected at most worker_count"
+
+
+# --- Image bundle --------------------------------------------------------------------------------
+
+BUNDLE_ACCEPTED = (
+    "'' (pull from the registries), a folder of image archives (*.tar), or an http(s) URL of "
+    "one that has an images.json"
+)
+
+
+def test_no_image_bundle_by_default() -> None:
+    assert validate({}).image_bundle is None
+    assert validate({"image_bundle": ""}).image_bundle is None
+
+
+def test_image_bundle_with_every_kubeadm_image_is_accepted(tmp_path: Path) -> None:
+    folder = write_bundle(tmp_path / "images")
+    spec = validate({"image_bundle": str(folder), "kubernetes_version": "1.37.2"})
+    assert spec.image_bundle is not None
+    assert spec.image_bundle.source == str(folder)
+    assert spec.image_bundle.is_local is True
+    assert spec.image_bundle.names() == sorted(KUBEADM_1_37_2)
+    assert spec.kubernetes_version == "1.37.2"
+
+
+def test_image_bundle_relative_to_the_blueprint_folder(tmp_path: Path) -> None:
+    write_bundle(tmp_path / "bundle" / "images")
+    spec = validate(
+        {"image_bundle": "bundle/images", "kubernetes_version": "1.37"}, base_dir=tmp_path
+    )
+    assert spec.image_bundle.source == str(tmp_path / "bundle" / "images")
+
+
+def test_missing_image_bundle_folder_is_refused(tmp_path: Path) -> None:
+    value = str(tmp_path / "nowhere")
+    line = the_problem({"image_bundle": value, "kubernetes_version": "1.37.2"})
+    assert_problem(
+        line,
+        f"image_bundle: {value!r} cannot be used: {value} is not a folder",
+        "a folder of image archives (*.tar)",
+    )
+    assert line.endswith("; expected " + BUNDLE_ACCEPTED)
+
+
+def test_image_bundle_with_a_file_that_is_no_archive_is_refused(tmp_path: Path) -> None:
+    write_bundle(tmp_path)
+    (tmp_path / "x.tar").write_text("hello\n")
+    line = the_problem({"image_bundle": str(tmp_path), "kubernetes_version": "1.37.2"})
+    assert_problem(
+        line,
+        f"image_bundle: {str(tmp_path)!r} cannot be used: {tmp_path / 'x.tar'} is not an image "
+        "archive",
+        "a folder of image archives (*.tar)",
+    )
+    assert line.endswith("; expected " + BUNDLE_ACCEPTED)
+
+
+def test_image_bundle_without_kubeadm_images_is_refused(tmp_path: Path) -> None:
+    write_image(tmp_path, "registry.k8s.io/pause:3.10.2")
+    write_image(tmp_path, "registry.k8s.io/kube-proxy:v1.37.2")
+    line = the_problem({"image_bundle": str(tmp_path), "kubernetes_version": "1.37.2"})
+    assert line == (
+        f"image_bundle: {str(tmp_path)!r} lacks images kubeadm runs: kube-apiserver, "
+        "kube-controller-manager, kube-scheduler, etcd, coredns (it has: "
+        "registry.k8s.io/kube-proxy:v1.37.2, registry.k8s.io/pause:3.10.2); "
+        "expected a bundle with kubeadm's images for Kubernetes 1.37.2"
+    )
+
+
+def test_image_bundle_of_another_kubernetes_version_is_refused(tmp_path: Path) -> None:
+    write_bundle(tmp_path)
+    line = the_problem({"image_bundle": str(tmp_path)})  # the default version, 1.36
+    assert_problem(
+        line,
+        f"image_bundle: {str(tmp_path)!r} lacks images kubeadm runs: kube-apiserver, "
+        "kube-controller-manager, kube-scheduler, kube-proxy (it has: ",
+        "a bundle with kubeadm's images for Kubernetes 1.36",
+    )
+
+
+def test_image_bundle_is_not_checked_against_an_invalid_version(tmp_path: Path) -> None:
+    write_bundle(tmp_path)
+    found = problems_of({"image_bundle": str(tmp_path), "kubernetes_version": "1.20"})
+    assert [line.split(":", 1)[0] for line in found] == ["kubernetes_version"]
+
+
+@pytest.mark.parametrize(
+    ("value", "start"),
+    [
+        (5, "image_bundle: 5 is neither a folder nor a URL"),
+        ("ftp://mirror/images", "image_bundle: 'ftp://mirror/images' is not an http(s) URL"),
+        ("images", "image_bundle: 'images' is a relative path"),
+    ],
+)
+def test_image_bundle_that_is_no_folder_or_url_is_refused(value: object, start: str) -> None:
+    assert_problem(the_problem({"image_bundle": value}), start, "a folder of image archives")
+
+
+def test_unreachable_image_bundle_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in ("http_proxy", "HTTP_PROXY", "all_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/images"
+    line = the_problem({"image_bundle": url})
+    assert_problem(
+        line,
+        f"image_bundle: {url!r} cannot be used: {url}/images.json could not be read (",
+        "an http(s) URL of one that has an images.json",
+    )

@@ -1,6 +1,6 @@
 // Command testapp: the offline bundle's small test workload. One static binary, no shell needed.
 //
-//	testapp serve            HTTP on $PORT (8080): / says who answered, /healthz, /resolve?name=,
+//	testapp serve            HTTP on $PORT (80): / says who answered, /healthz, /resolve?name=,
 //	                         /dial?address=host:port, /files/NAME (GET reads, PUT writes $DATA_DIR)
 //	testapp write PATH TEXT  write TEXT to PATH (for kubectl exec)
 //	testapp read PATH        print PATH
@@ -47,7 +47,7 @@ func run(command string, args []string) error {
 	}
 	switch command {
 	case "serve":
-		return serve(env("PORT", "8080"))
+		return serve(env("PORT", "80"))
 	case "sleep":
 		waitForStop()
 		return nil
