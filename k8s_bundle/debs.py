@@ -87,6 +87,7 @@ def build_deb(deb: Deb, out: Path) -> Path:
     """Build out/<deb.filename> with dpkg-deb (zstd), replacing any earlier build."""
     with tempfile.TemporaryDirectory(prefix="k8s-bundle-deb-") as tmp:
         root = Path(tmp) / "root"
+        root.mkdir()
         for relative, (mode, data) in deb.files.items():
             path = root / relative
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -70,8 +70,13 @@ def short_name(reference: str) -> str:
 
 
 def tag_of(reference: str) -> str:
+    """'v1.37.2' of 'registry.k8s.io/kube-apiserver:v1.37.2'; '' for a reference pinned by
+    digest alone; 'latest' for one with neither."""
     last = reference.rsplit("/", 1)[-1]
-    return last.split(":", 1)[1] if ":" in last else "latest"
+    named, _, digest = last.partition("@")
+    if ":" in named:
+        return named.split(":", 1)[1]
+    return "" if digest else "latest"
 
 
 def archive_path(folder: Path, name: str) -> Path:

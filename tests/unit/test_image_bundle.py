@@ -44,6 +44,8 @@ from tests.unit.image_archives import KUBEADM_1_37_2, small_image, write_bundle,
         ("localhost:5000/pause", "pause", "latest"),
         ("localhost:5000/pause:3.10.2", "pause", "3.10.2"),
         ("pause", "pause", "latest"),
+        ("registry.k8s.io/pause:3.10.2@sha256:abc", "pause", "3.10.2"),
+        ("registry.k8s.io/pause@sha256:abc", "pause", ""),
     ],
 )
 def test_short_name_and_tag(reference: str, short: str, tag: str) -> None:
