@@ -187,12 +187,14 @@ def provision(provider: VolumeProvider, remote: Remote, state_dir: Path, api, vo
         raise
 
 
-def release(provider: VolumeProvider, remote: Remote, state_dir: Path, api, volume: Volume):
-    """Delete the PV, unmount, delete the backing storage and the record."""
-    delete_pv(api, volume)
+def release(provider: VolumeProvider, remote: Remote, state_dir: Path, api, volume: Volume) -> str:
+    """Delete the PV, unmount, delete the backing storage and the record. Returns the claim
+    still bound to the PV, if any (see delete_pv)."""
+    claim = delete_pv(api, volume)
     unmount(remote, volume)
     provider.delete_volume(volume.host, volume.name)
     forget(state_dir, volume)
+    return claim
 
 
 # --- Kubernetes objects --------------------------------------------------------------------------
@@ -262,7 +264,10 @@ def create_pv(api: client.CoreV1Api, volume: Volume) -> None:
         api.create_persistent_volume(persistent_volume(volume), _request_timeout=API_TIMEOUT)
 
 
-def delete_pv(api: client.CoreV1Api, volume: Volume) -> None:
+def delete_pv(api: client.CoreV1Api, volume: Volume) -> str:
+    """Delete the volume's PV. A PV bound to a claim is only marked for deletion: Kubernetes
+    (its pv-protection finalizer) removes it once the claim lets it go. Returns that claim,
+    'namespace/name', or '' when the PV is gone."""
     try:
         api.delete_persistent_volume(
             volume.pv_name, _request_timeout=API_TIMEOUT, _preload_content=False
@@ -270,6 +275,15 @@ def delete_pv(api: client.CoreV1Api, volume: Volume) -> None:
     except ApiException as err:
         if err.status != 404:
             raise
+    return claim_of(read_pv(api, volume))
+
+
+def pending_deletion(volume: Volume, claim: str) -> str:
+    """What a user should know about a PV that outlives its volume's removal."""
+    return (
+        f"PV {volume.pv_name} stays (Terminating) while claim {claim} is bound to it; "
+        f"Kubernetes deletes it once that claim is deleted. Its data is gone."
+    )
 
 
 def claim_of(pv: client.V1PersistentVolume | None) -> str:

@@ -89,9 +89,12 @@ def _delete_pv(ctx, kubeconfig: Path, volume: storage.Volume) -> None:
     if not kubeconfig.exists():
         return
     try:
-        storage.delete_pv(kube.core_api(kubeconfig), volume)
+        claim = storage.delete_pv(kube.core_api(kubeconfig), volume)
     except (kube.ApiException, OSError) as err:
         ctx.logger.warning(f"Could not delete PV {volume.pv_name}: {err}")
+        return
+    if claim:
+        ctx.logger.warning(storage.pending_deletion(volume, claim))
 
 
 # --- a volume declared in the blueprint (k8s.nodes.Volume) --------------------------------------
@@ -141,5 +144,8 @@ def delete_volume(ctx, **_):
         return
     provider = provider_for(_spec(ctx), ctx.deployment.id, state)
     with _remote(_own_host(ctx)) as remote:
-        storage.release(provider, remote, state, kube.core_api(state / "admin.conf"), volume)
+        api = kube.core_api(state / "admin.conf")
+        claim = storage.release(provider, remote, state, api, volume)
+    if claim:
+        ctx.logger.warning(storage.pending_deletion(volume, claim))
     ctx.logger.info(f"Volume {volume.name} of {volume.host} removed")

@@ -125,9 +125,11 @@ def remove_volume(ctx, name, targets=None, force=False, **_):
     for volume in volumes:
         remote = _session(hosts[volume.host])
         try:
-            storage.release(provider, remote, state, api, volume)
+            claim = storage.release(provider, remote, state, api, volume)
         finally:
             remote.close()
+        if claim:
+            ctx.logger.warning(storage.pending_deletion(volume, claim))
         ctx.logger.info(
             f"Removed volume {volume.name} of {volume.host}: PV, mount and backing storage"
         )

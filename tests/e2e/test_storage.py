@@ -185,7 +185,14 @@ def test_scale_in_keeps_a_worker_with_a_bound_volume_unless_allowed(
     assert worker in [w["name"] for w in cfy.outputs(DEPLOYMENT)["worker_nodes"]]
     assert provider.volume_file(worker, VOLUME).exists()
 
-    workflow(cfy, "scale", *scale_in, "allow_bound_volume_removal=true")
+    removed = workflow(cfy, "scale", *scale_in, "allow_bound_volume_removal=true")
     assert worker not in [w["name"] for w in cfy.outputs(DEPLOYMENT)["worker_nodes"]]
-    assert f"{worker}-{VOLUME}" not in pvs(cluster)
     assert not (provider.state_dir / "volumes").exists()
+    # Kubernetes keeps a PV bound to a claim (pv-protection) until the claim lets it go: the
+    # removal marks it for deletion and says so
+    pv = f"{worker}-{VOLUME}"
+    assert f"PV {pv} stays (Terminating) while claim default/data-claim is bound" in removed.stdout
+    assert get(cluster, "pv", pv)["metadata"].get("deletionTimestamp")
+    kubectl(cluster, "delete", "pod", "writer", "--ignore-not-found", "--wait=false")
+    kubectl(cluster, "delete", "pvc", CLAIM, "--wait=false")
+    wait_for(lambda: pv not in pvs(cluster), "the PV deleted with its claim")
