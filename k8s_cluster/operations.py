@@ -168,7 +168,9 @@ def delete_host(ctx, **_):
         name,
         keep_address=ctx.workflow_id in HEAL_WORKFLOWS,  # the replacement gets the same one
     )
-    for key in ("host", "node", "kubernetes_package_version", "facts"):
+    # `node` (its Node name, address and role) stays: a heal cut short after this step leaves an
+    # instance the user can still find by name and heal again; a new host records it anew.
+    for key in ("host", "kubernetes_package_version", "facts"):
         ctx.instance.runtime_properties.pop(key, None)
     ctx.logger.info(f"Host {name} removed")
 

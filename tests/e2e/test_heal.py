@@ -263,6 +263,9 @@ def test_auto_heal_refuses_when_too_many_workers_fail_and_heals_one(healthy, cap
     address = healthy.instances()[first]["runtime_properties"]["host"]["address"]
     for worker in (first, second):
         healthy.provider.power_off(worker)
+    # the control plane notices (node_monitor_grace_period): a Node Ready now is one that reported
+    down = (first, second)
+    healthy.wait("both Nodes not Ready", lambda: all(not_ready(healthy, w) for w in down))
 
     refused = healthy.run("auto_heal", "unhealthy_threshold=0", check=False)
     output = refused.stdout + refused.stderr
@@ -280,6 +283,10 @@ def test_auto_heal_refuses_when_too_many_workers_fail_and_heals_one(healthy, cap
     with capsys.disabled():
         print(f"\nauto_heal of 1 of 3 workers: {time.monotonic() - started:.1f} s")
     assert_replaced(healthy, first, {**before, second: healthy.nodes()[second]}, address)
+
+
+def not_ready(cluster, name: str) -> bool:
+    return cluster.nodes()[name]["ready"] != "True"
 
 
 def assert_replaced(cluster, name: str, before: dict, address: str) -> None:
