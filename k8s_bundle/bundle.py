@@ -5,6 +5,9 @@
     <out>/images/       one archive per image, at the path of its name
                         (images/registry.k8s.io/kube-apiserver:v1.37.2.tar), and images.json
     <out>/manifests/    flannel.yaml, the CNI for the bundle's images
+    <out>/releases/     containerd and runc laid out as their projects publish their releases
+                        (archive or binary, and sha256 files), for container_runtime.source
+                        release
     <out>/bin/kubectl   the matching kubectl for the orchestrating machine
     <out>/bundle.json   what is in it, its versions and what building it cost
 
@@ -160,6 +163,7 @@ def _build(parsed: tuple[int, int, int], out: Path, mirror: str, key: str, log) 
         cache / "signing-key",
         f"Kubernetes v{version} offline bundle",
     )
+    _write_releases(work / "releases", pins, built)
     flannel_image = f"ghcr.io/flannel-io/flannel:v{pins.flannel}"
     image_list = _images(wanted, version, built, network_base, flannel_image)
     log(f"images: {len(image_list)} archives")
@@ -232,6 +236,26 @@ def _debs(version: str, pins: components.Pins, built: Built) -> list[debs.Deb]:
         packages.containerd_deb(pins.containerd, built.containerd, pins.runc),
         packages.runc_deb(pins.runc, built.runc),
     ]
+
+
+def _write_releases(folder: Path, pins: components.Pins, built: Built) -> None:
+    """containerd-V-linux-amd64.tar.gz (bin/...) with its .sha256sum, and runc.amd64 with
+    runc.sha256sum, at the paths of the projects' release downloads."""
+    containerd = folder / "containerd" / f"v{pins.containerd}"
+    archive = containerd / f"containerd-{pins.containerd}-linux-amd64.tar.gz"
+    files = {
+        f"bin/{name}": images.File((built.containerd / name).read_bytes(), 0o755)
+        for name in ("containerd", "containerd-shim-runc-v2", "ctr")
+    }
+    _write_checked(archive, images.tar_gz(files), archive.with_name(archive.name + ".sha256sum"))
+    runc = folder / "runc" / f"v{pins.runc}" / "runc.amd64"
+    _write_checked(runc, (built.runc / "runc").read_bytes(), runc.with_name("runc.sha256sum"))
+
+
+def _write_checked(path: Path, data: bytes, sums: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    sums.write_text(f"{hashlib.sha256(data).hexdigest()}  {path.name}\n")
 
 
 def _binary_layer(files: dict[str, Path]) -> Layer:

@@ -69,6 +69,16 @@ def _info(name: str, kind: bytes, mode: int) -> tarfile.TarInfo:
 
 def layer_from_files(files: Mapping[str, File]) -> Layer:
     """A layer of the given files (paths relative to /), with every parent folder."""
+    return Layer.from_tar(tar_of(files))
+
+
+def tar_gz(files: Mapping[str, File]) -> bytes:
+    """The files as a reproducible .tar.gz (a release archive)."""
+    return gzip.compress(tar_of(files), compresslevel=6, mtime=0)
+
+
+def tar_of(files: Mapping[str, File]) -> bytes:
+    """A reproducible tar of the files, with every parent folder."""
     folders = sorted({str(Path(p).parents[i]) for p in files for i in range(len(Path(p).parents))})
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -85,7 +95,7 @@ def layer_from_files(files: Mapping[str, File]) -> Layer:
                 info = _info(path, tarfile.REGTYPE, item.mode)
                 info.size = len(item.data)
                 tar.addfile(info, io.BytesIO(item.data))
-    return Layer.from_tar(buffer.getvalue())
+    return buffer.getvalue()
 
 
 def layer_from_tree(root: Path, exclude: Iterable[str] = ()) -> Layer:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from k8s_cluster.render import render
+
 from .debs import Deb
 
 KUBELET_SERVICE = """\
@@ -43,30 +45,6 @@ ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELE
 $KUBELET_EXTRA_ARGS
 """
 
-CONTAINERD_SERVICE = """\
-[Unit]
-Description=containerd container runtime
-Documentation=https://containerd.io
-After=network.target local-fs.target
-
-[Service]
-ExecStartPre=-/sbin/modprobe overlay
-ExecStart=/usr/bin/containerd
-Type=notify
-# containers outlive a restart of containerd: kill only the daemon, and let it manage cgroups
-Delegate=yes
-KillMode=process
-Restart=always
-RestartSec=5
-LimitNPROC=infinity
-LimitCORE=infinity
-LimitNOFILE=infinity
-TasksMax=infinity
-OOMScoreAdjust=-999
-
-[Install]
-WantedBy=multi-user.target
-"""
 
 SOURCE_NOTE = (
     "Built from upstream source ({module} {version}) by the k8s-cluster offline bundle\n"
@@ -177,7 +155,10 @@ def containerd_deb(version: str, bin_dir: Path, runc_version: str) -> Deb:
             "usr/bin/containerd": _binary(bin_dir / "containerd"),
             "usr/bin/containerd-shim-runc-v2": _binary(bin_dir / "containerd-shim-runc-v2"),
             "usr/bin/ctr": _binary(bin_dir / "ctr"),
-            "usr/lib/systemd/system/containerd.service": (0o644, CONTAINERD_SERVICE.encode()),
+            "usr/lib/systemd/system/containerd.service": (
+                0o644,
+                render("containerd.service.j2", containerd="/usr/bin/containerd").encode(),
+            ),
         },
         depends=f"runc (>= {runc_version})",
         extra={"Conflicts": "containerd.io", "Replaces": "containerd.io"},

@@ -38,6 +38,11 @@ PROVIDERS = ("local", "existing")
 ROLES = ("control-plane", "worker")
 DISTRIBUTIONS = ("bookworm", "trixie")
 LOCAL_KEYS = ("subnet", "distribution", "debian_mirror", "boot_timeout")
+RUNTIME_KEYS = ("source", "containerd_version", "containerd_url", "runc_version", "runc_url")
+RUNTIME_SOURCES = ("auto", "packages", "release")
+# containerd 2 answers the kubelet's RuntimeConfig call; 1.x is out of Kubernetes' support.
+MIN_CONTAINERD_MAJOR = 2
+URL_FIELDS = ("version", "arch")  # what a download URL may name: {version}, {arch}
 BOOT_TIMEOUT_RANGE = (10, 1800)  # seconds a new local host has to answer SSH
 MACHINE_KEYS = ("address", "role", "user", "private_key_file", "name", "port", "host_key")
 
@@ -69,7 +74,7 @@ DEFAULTS: dict[str, Any] = {
     "control_plane_count": 1,
     "worker_count": 2,
     "min_workers": 0,
-    "kubernetes_version": "1.36",
+    "kubernetes_version": "1.37",
     "package_repository": "",
     "pod_cidr": "10.244.0.0/16",
     "service_cidr": "10.96.0.0/12",
@@ -85,6 +90,16 @@ DEFAULTS: dict[str, Any] = {
     },
     "existing_machines": [],
     "node_monitor_grace_period": "40s",
+    "container_runtime": {
+        "source": "auto",
+        "containerd_version": "2.4.2",
+        "containerd_url": (
+            "https://github.com/containerd/containerd/releases/download/"
+            "v{version}/containerd-{version}-linux-{arch}.tar.gz"
+        ),
+        "runc_version": "1.5.2",
+        "runc_url": "https://github.com/opencontainers/runc/releases/download/v{version}/runc.{arch}",
+    },
 }
 
 
@@ -120,6 +135,20 @@ class LocalSettings:
 
 
 @dataclass(frozen=True)
+class ContainerRuntime:
+    """Where containerd 2 and runc come from. auto: the package sources' containerd when it is
+    2.x (an offline bundle's repository carries it), else the official release; packages: the
+    package sources' only; release: the release archives at the URLs, checked against the
+    .sha256sum files published beside them."""
+
+    source: str  # "auto", "packages" or "release"
+    containerd_version: str
+    containerd_url: str  # with {version} and {arch} placeholders
+    runc_version: str
+    runc_url: str
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     provider: str
     control_plane_count: int
@@ -139,6 +168,7 @@ class ClusterSpec:
     local: LocalSettings
     existing_machines: tuple[Machine, ...]
     node_monitor_grace_period: str = "40s"  # how long a silent kubelet's Node stays Ready
+    container_runtime: ContainerRuntime | None = None
 
 
 # --- Collecting problems ---------------------------------------------------------------------
@@ -568,6 +598,60 @@ def _check_local_settings(problems: _Problems, value: Any) -> LocalSettings | No
     return LocalSettings(str(subnet), distribution, mirror.rstrip("/"), boot_timeout)
 
 
+def _check_container_runtime(problems: _Problems, value: Any) -> ContainerRuntime | None:
+    name = "container_runtime"
+    if not isinstance(value, Mapping):
+        accepted = ", ".join(repr(key) for key in RUNTIME_KEYS)
+        problems.add(name, value, "is not a mapping", f"a mapping with some of {accepted}")
+        return None
+    problems.unknown_keys(name, value, RUNTIME_KEYS)
+    settings = {**DEFAULTS[name], **value}
+    checked = {
+        "source": problems.check(
+            f"{name}.source", settings["source"], _choice, RUNTIME_SOURCES, "source"
+        ),
+        "containerd_version": problems.check(
+            f"{name}.containerd_version",
+            settings["containerd_version"],
+            _release_version,
+            MIN_CONTAINERD_MAJOR,
+        ),
+        "runc_version": problems.check(
+            f"{name}.runc_version", settings["runc_version"], _release_version, 1
+        ),
+        "containerd_url": problems.check(
+            f"{name}.containerd_url", settings["containerd_url"], _download_url
+        ),
+        "runc_url": problems.check(f"{name}.runc_url", settings["runc_url"], _download_url),
+    }
+    if any(value is None for value in checked.values()):
+        return None
+    return ContainerRuntime(**checked)
+
+
+_RELEASE = re.compile(r"([0-9]+)\.[0-9]+\.[0-9]+")
+
+
+def _release_version(value: Any, min_major: int) -> str:
+    expected = f"a release X.Y.Z with X >= {min_major}"
+    match = _RELEASE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise _Bad("is not a release version X.Y.Z", expected)
+    if int(match[1]) < min_major:
+        raise _Bad("is too old", expected)
+    return value
+
+
+def _download_url(value: Any) -> str:
+    expected = "an http(s) URL, which may name {version} and {arch}"
+    url = _url(value, expected)
+    try:
+        url.format(**{field: "x" for field in URL_FIELDS})
+    except (KeyError, IndexError, ValueError):
+        raise _Bad("names something other than {version} and {arch}", expected) from None
+    return url
+
+
 def _boot_timeout(value: Any) -> int:
     low, high = BOOT_TIMEOUT_RANGE
     if not _is_int(value) or not low <= value <= high:
@@ -783,6 +867,7 @@ class _Checked:
     local: LocalSettings | None
     machines: list[dict[str, Any]]  # Machine fields, one per existing_machines entry
     grace: str | None = None  # node_monitor_grace_period
+    runtime: ContainerRuntime | None = None
 
     @property
     def nodes(self) -> int | None:
@@ -844,6 +929,7 @@ def _check_each(problems: _Problems, given: dict[str, Any], base_dir: Path | Non
         given["node_monitor_grace_period"],
         _node_monitor_grace_period,
     )
+    runtime = _check_container_runtime(problems, given["container_runtime"])
     return _Checked(
         provider=provider,
         control_planes=control_planes,
@@ -859,6 +945,7 @@ def _check_each(problems: _Problems, given: dict[str, Any], base_dir: Path | Non
         local=local,
         machines=machines,
         grace=grace,
+        runtime=runtime,
     )
 
 
@@ -927,4 +1014,5 @@ def _spec(checked: _Checked) -> ClusterSpec:
         local=checked.local,
         existing_machines=tuple(Machine(**fields) for fields in checked.machines),
         node_monitor_grace_period=checked.grace,
+        container_runtime=checked.runtime,
     )

@@ -232,8 +232,14 @@ def delete_pods_of_lost_node(
     """A Node whose kubelet does not answer never confirms that its pods stopped, and nothing
     else removes them. Cordon it and delete its pods gracefully (their controllers replace them
     at once, elsewhere); after the grace period (None: the longest of the pods' own), delete
-    those still there without grace, as the kubelet would have. Returns the pods deleted."""
-    set_unschedulable(api, name, True)
+    those still there without grace, as the kubelet would have. Returns the pods deleted.
+    The Node may be gone already (a heal cut short after deleting it): its pods are still
+    bound to its name, and still deleted."""
+    try:
+        set_unschedulable(api, name, True)
+    except ApiException as err:
+        if err.status != 404:
+            raise
     every_pod = PodFilter()  # DaemonSet and static ones included: the Node goes
     pods = _pods_on(api, name, every_pod)
     own = (pod.spec.termination_grace_period_seconds for pod in pods)

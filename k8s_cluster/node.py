@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from .images import ImageBundle, absent
-from .inputs import ClusterSpec
+from .inputs import ClusterSpec, ContainerRuntime
 from .paths import resource_dir
 from .render import render
 from .ssh import Remote, RemoteError
@@ -127,13 +127,20 @@ def prepare(remote: Remote, spec: ClusterSpec) -> HostFacts:
             "kubernetes-apt.list.j2", uri=repository, keyring=keyring
         ),
         f"{SUITE_DIR}/prepare-node.sh": script("prepare-node.sh"),
+        f"{SUITE_DIR}/containerd.service": render(
+            "containerd.service.j2", containerd=RELEASE_CONTAINERD
+        ),
     }
     for path, content in files.items():
         remote.put_text(content, path, mode=0o755 if path.endswith(".sh") else 0o644)
     result = remote.run(
         f"{SUITE_DIR}/prepare-node.sh",
         what="prepare the host for Kubernetes",
-        env={"K8S_REPOSITORY": repository, "K8S_VERSION_PATTERN": spec.package_version_pattern},
+        env={
+            "K8S_REPOSITORY": repository,
+            "K8S_VERSION_PATTERN": spec.package_version_pattern,
+            **runtime_env(spec.container_runtime),
+        },
     )
     facts = HostFacts.parse(result.stdout)
     configure_containerd(remote, facts)
@@ -168,6 +175,24 @@ def write_kubelet_patch(remote: Remote, facts: HostFacts) -> None:
 
 
 CONTAINERD_CONFIG = "/etc/containerd/config.toml"
+RELEASE_CONTAINERD = "/usr/local/bin/containerd"  # where containerd's release archive puts it
+
+
+def runtime_env(runtime: ContainerRuntime) -> dict[str, str]:
+    """prepare-node.sh's settings for installing containerd and runc. A release is checked
+    against what its project publishes beside it: containerd a `<archive>.sha256sum`, runc a
+    `runc.sha256sum` for all its binaries."""
+    containerd = runtime.containerd_url.replace("{version}", runtime.containerd_version)
+    runc = runtime.runc_url.replace("{version}", runtime.runc_version)
+    return {
+        "K8S_CONTAINERD_SOURCE": runtime.source,
+        "K8S_CONTAINERD_VERSION": runtime.containerd_version,
+        "K8S_CONTAINERD_URL": containerd,
+        "K8S_CONTAINERD_SUMS_URL": containerd + ".sha256sum",
+        "K8S_RUNC_VERSION": runtime.runc_version,
+        "K8S_RUNC_URL": runc,
+        "K8S_RUNC_SUMS_URL": runc.rsplit("/", 1)[0] + "/runc.sha256sum",
+    }
 
 
 def configure_containerd(remote: Remote, facts: HostFacts) -> None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare a host for kubeadm: swap off, kernel modules and sysctls, the Kubernetes packages at
-# one version, held there, and containerd 2 (installed, not yet configured: the suite writes its
-# configuration once kubeadm tells the sandbox image). Idempotent: a second run changes nothing.
+# one version, held there, and containerd 2 with runc (installed, not yet configured: the suite
+# writes its configuration once kubeadm tells the sandbox image). Idempotent: a second run
+# changes nothing.
 #
 # The suite uploads the rendered configuration files first:
 #   /etc/modules-load.d/kubernetes.conf, /etc/sysctl.d/99-kubernetes.conf,
@@ -10,12 +11,19 @@
 # Environment:
 #   K8S_REPOSITORY        repository URL (http/https) or file: URI of a copy on this host
 #   K8S_VERSION_PATTERN   shell glob of the package version, e.g. "1.36.*" or "1.36.2-*"
+#   K8S_CONTAINERD_SOURCE auto (the package sources' containerd when it is 2.x, else the
+#                         release), packages, or release
+#   for a release: K8S_CONTAINERD_VERSION, K8S_CONTAINERD_URL, K8S_CONTAINERD_SUMS_URL,
+#                  K8S_RUNC_VERSION, K8S_RUNC_URL, K8S_RUNC_SUMS_URL ("{arch}" in a URL is this
+#                  machine's architecture); the unit file the suite uploads to
+#                  /var/lib/k8s-cluster/containerd.service
 # Prints the facts the suite configures the node by: "installed: VERSION", "cgroup: v1|v2",
 # "container: none|lxc|docker|...", "lower-oom-score: yes|no", "sandbox-image: IMAGE".
 set -euo pipefail
 
 : "${K8S_REPOSITORY:?K8S_REPOSITORY is required}"
 : "${K8S_VERSION_PATTERN:?K8S_VERSION_PATTERN is required}"
+: "${K8S_CONTAINERD_SOURCE:=auto}"
 export DEBIAN_FRONTEND=noninteractive
 KEYRING=/etc/apt/keyrings/kubernetes-apt-keyring.asc
 PACKAGES=(kubelet kubeadm kubectl)
@@ -74,21 +82,74 @@ apply_sysctls() {
 }
 
 # containerd 2 answers the kubelet's RuntimeConfig call (the cgroup driver); 1.x is outside the
-# runtimes Kubernetes 1.35 and later support. apt takes the newest it is offered: the package
-# repository's (the offline bundle carries containerd 2) or the distribution's.
+# runtimes Kubernetes 1.35 and later support.
 install_containerd() {
-  phase "containerd"
-  local candidate installed
+  local candidate source="$K8S_CONTAINERD_SOURCE"
   candidate="$(apt-cache policy containerd 2>/dev/null | awk '/Candidate:/ {print $2}')"
-  if ! [[ "$candidate" =~ ^[0-9]+\. ]] || ((${candidate%%.*} < MIN_CONTAINERD_MAJOR)); then
-    fail "no containerd $MIN_CONTAINERD_MAJOR.x in the package sources of $(hostname) (apt offers ${candidate:-none}), and the kubelet needs it; give a package_repository that carries it (the offline bundle's does)"
+  if [[ "$source" == auto ]]; then
+    source=release
+    is_containerd_2 "$candidate" && source=packages
+  fi
+  if [[ "$source" == packages ]]; then
+    install_containerd_package "$candidate"
+  else
+    install_containerd_release
+  fi
+  systemctl enable -q containerd
+}
+
+is_containerd_2() {
+  [[ "$1" =~ ^[0-9]+\. ]] && ((${1%%.*} >= MIN_CONTAINERD_MAJOR))
+}
+
+# apt takes the newest containerd it is offered: the package repository's (the offline bundle
+# carries containerd 2) or the distribution's.
+install_containerd_package() {
+  local candidate="$1" installed
+  phase "containerd $candidate (packages)"
+  if ! is_containerd_2 "$candidate"; then
+    fail "no containerd $MIN_CONTAINERD_MAJOR.x in the package sources of $(hostname) (apt offers ${candidate:-none}), and the kubelet needs it; give a package_repository that carries it (the offline bundle's does), or container_runtime.source release"
   fi
   installed="$(dpkg-query -W -f='${db:Status-Status} ${Version}' containerd 2>/dev/null || true)"
   if [[ "$installed" != "installed $candidate" ]]; then
     apt_get install -y --no-install-recommends containerd
   fi
   apt-mark hold containerd runc >/dev/null 2>&1 || true
-  systemctl enable -q containerd
+}
+
+# Download $1 to $3 and check it against the sha256 file $2 publishes for it (the line naming
+# the file, as sha256sum writes them).
+fetch_checked() {
+  local url="$1" sums_url="$2" out="$3" name expected
+  name="${url##*/}"
+  curl -fsSL --connect-timeout 15 --max-time 600 --retry 2 -o "$out" "$url" ||
+    fail "cannot download $url on $(hostname)"
+  expected="$(curl -fsSL --connect-timeout 15 --max-time 60 --retry 2 "$sums_url" |
+    awk -v name="$name" '{file = $2; sub(/^\*/, "", file)} file == name {print $1}')" ||
+    fail "cannot download $sums_url on $(hostname)"
+  [[ -n "$expected" ]] || fail "$sums_url lists no sha256 for $name"
+  sha256sum --status -c <<<"$expected  $out" || fail "$url does not match its sha256 in $sums_url"
+}
+
+install_containerd_release() {
+  local arch work
+  arch="$(dpkg --print-architecture)"
+  phase "containerd $K8S_CONTAINERD_VERSION and runc $K8S_RUNC_VERSION (release)"
+  work="$(mktemp -d)"
+  # shellcheck disable=SC2064 # expand now: the folder is this call's
+  trap "rm -rf '$work'" RETURN
+  if ! /usr/local/bin/containerd --version 2>/dev/null | grep -qw "v$K8S_CONTAINERD_VERSION"; then
+    fetch_checked "${K8S_CONTAINERD_URL//\{arch\}/$arch}" "${K8S_CONTAINERD_SUMS_URL//\{arch\}/$arch}" "$work/containerd.tar.gz"
+    tar -C /usr/local -xzf "$work/containerd.tar.gz" bin
+  fi
+  if ! /usr/local/sbin/runc --version 2>/dev/null | grep -q "^runc version $K8S_RUNC_VERSION\$"; then
+    fetch_checked "${K8S_RUNC_URL//\{arch\}/$arch}" "${K8S_RUNC_SUMS_URL//\{arch\}/$arch}" "$work/runc"
+    install -m 0755 "$work/runc" /usr/local/sbin/runc
+  fi
+  if ! cmp -s /var/lib/k8s-cluster/containerd.service /etc/systemd/system/containerd.service; then
+    install -m 0644 /var/lib/k8s-cluster/containerd.service /etc/systemd/system/containerd.service
+    systemctl daemon-reload
+  fi
 }
 
 install_base_packages() {

@@ -97,9 +97,11 @@ def inputs_file(tmp_path_factory, bundle) -> Path:
 @pytest.fixture(scope="session")
 def shared_cluster(cfy, bundle, tmp_path_factory) -> dict:
     """One cluster (1 control plane + 2 workers) for the tests that only add objects to it and
-    clean up after themselves; on a subnet of its own, beside the clusters other tests make."""
+    clean up after themselves; on a subnet of its own, beside the clusters other tests make.
+    Its hosts take containerd and runc from release archives (the others: from packages)."""
     inputs = tmp_path_factory.mktemp("shared") / "inputs.yaml"
     settings = testbed.bundle_inputs(bundle.path, bundle.url, testbed.SHARED_SUBNET)
+    settings["container_runtime"] = testbed.release_runtime(bundle.path, bundle.url)
     inputs.write_text(yaml.safe_dump(settings))
     deployment = testbed.SHARED_DEPLOYMENT
     try:

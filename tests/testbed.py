@@ -81,6 +81,20 @@ def bundle_inputs(bundle: Path, url: str, subnet: str) -> dict:
     }
 
 
+def release_runtime(bundle: Path, url: str) -> dict:
+    """container_runtime from the bundle's releases/, laid out as containerd's and runc's own
+    release downloads are (what the default container_runtime fetches from GitHub)."""
+    packages = json.loads((bundle / "bundle.json").read_text())["packages"]
+    return {
+        "source": "release",
+        "containerd_version": packages["containerd"].split("-")[0],
+        "containerd_url": f"{url}/releases/containerd/v{{version}}/"
+        "containerd-{version}-linux-{arch}.tar.gz",
+        "runc_version": packages["runc"].split("-")[0],
+        "runc_url": f"{url}/releases/runc/v{{version}}/runc.{{arch}}",
+    }
+
+
 class Cfy:
     """Runs the cfy CLI as a user would, in a private Cloudify work folder."""
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from k8s_cluster.hosts.local import LocalProvider
-from tests.testbed import CFY, ROOT, SUBNET, kubectl, workload_manifest
+from tests.testbed import CFY, ROOT, SUBNET, Kubectl, kubectl, workload_manifest
 
 BLUEPRINT = "blueprints/k8s-cluster.yaml"
 DEPLOYMENT = "heal"
@@ -72,9 +72,14 @@ class Cluster:
     def wait(self, what: str, check, timeout: float = 180) -> float:
         started = time.monotonic()
         while not check():
-            assert time.monotonic() - started < timeout, f"{what}: not after {timeout} s"
+            if time.monotonic() - started > timeout:
+                raise AssertionError(f"{what}: not after {timeout} s\n{self.state()}")
             time.sleep(1)
         return time.monotonic() - started
+
+    def state(self) -> str:
+        """What the cluster looks like, for a failure's message."""
+        return Kubectl.run(self.kubeconfig, "get", "nodes,pods", "-o", "wide", check=False)
 
     def all_ready(self) -> bool:
         nodes = self.nodes()

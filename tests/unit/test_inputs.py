@@ -14,6 +14,7 @@ from k8s_cluster.inputs import (
     DEFAULTS,
     FLANNEL_MANIFEST,
     ClusterSpec,
+    ContainerRuntime,
     InputError,
     LocalSettings,
     Machine,
@@ -69,10 +70,10 @@ def test_defaults_are_valid() -> None:
         provider="local",
         control_plane_count=1,
         worker_count=2,
-        kubernetes_version="1.36",
-        kubernetes_minor="1.36",
-        package_version_pattern="1.36.*",
-        package_repository="https://pkgs.k8s.io/core:/stable:/v1.36/deb/",
+        kubernetes_version="1.37",
+        kubernetes_minor="1.37",
+        package_version_pattern="1.37.*",
+        package_repository="https://pkgs.k8s.io/core:/stable:/v1.37/deb/",
         repository_is_local=False,
         pod_cidr="10.244.0.0/16",
         service_cidr="10.96.0.0/12",
@@ -83,6 +84,47 @@ def test_defaults_are_valid() -> None:
         ssh_private_key_file="",
         local=LocalSettings("10.77.0.0/24", "bookworm", "http://deb.debian.org/debian"),
         existing_machines=(),
+        container_runtime=ContainerRuntime(
+            source="auto",
+            containerd_version="2.4.2",
+            containerd_url="https://github.com/containerd/containerd/releases/download/"
+            "v{version}/containerd-{version}-linux-{arch}.tar.gz",
+            runc_version="1.5.2",
+            runc_url="https://github.com/opencontainers/runc/releases/download/v{version}/runc.{arch}",
+        ),
+    )
+
+
+def test_container_runtime_release_settings_are_checked_all_at_once() -> None:
+    found = problems_of(
+        {
+            "container_runtime": {
+                "source": "docker",
+                "containerd_version": "1.7.24",
+                "containerd_url": "ftp://mirror/containerd.tgz",
+                "runc_url": "https://mirror/{release}/runc",
+                "extra": 1,
+            }
+        }
+    )
+    assert found[0] == (
+        "container_runtime: unknown key 'extra'; expected only 'source', 'containerd_version', "
+        "'containerd_url', 'runc_version', 'runc_url'"
+    )
+    assert_problem(found[1], "container_runtime.source: 'docker'", "'auto', 'packages', 'release'")
+    assert_problem(found[2], "container_runtime.containerd_version: '1.7.24' is too old", "X >= 2")
+    assert_problem(found[3], "container_runtime.containerd_url: 'ftp://", "http(s) URL")
+    assert_problem(
+        found[4], "container_runtime.runc_url: 'https://mirror/{release}/runc'", "{arch}"
+    )
+    assert len(found) == 5
+
+
+def test_container_runtime_takes_defaults_for_what_it_does_not_name() -> None:
+    runtime = validate({"container_runtime": {"source": "release"}}).container_runtime
+    assert runtime.source == "release" and runtime.containerd_version == "2.4.2"
+    assert the_problem({"container_runtime": "release"}).startswith(
+        "container_runtime: 'release' is not a mapping"
     )
 
 
@@ -679,8 +721,8 @@ def test_image_bundle_without_kubeadm_images_is_refused(tmp_path: Path) -> None:
 
 
 def test_image_bundle_of_another_kubernetes_version_is_refused(tmp_path: Path) -> None:
-    write_bundle(tmp_path)
-    line = the_problem({"image_bundle": str(tmp_path)})  # the default version, 1.36
+    write_bundle(tmp_path)  # of 1.37.2
+    line = the_problem({"image_bundle": str(tmp_path), "kubernetes_version": "1.36"})
     assert_problem(
         line,
         f"image_bundle: {str(tmp_path)!r} lacks images kubeadm runs: kube-apiserver, "

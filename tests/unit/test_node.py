@@ -301,3 +301,23 @@ def test_join_renders_the_hosts_settings() -> None:
     assert join["patches"] == {"directory": node.PATCHES_DIR}
     assert "abcdef.0123456789abcdef" in worker.secrets
     assert worker.commands[-1] == f"rm -f {path}"
+
+
+def test_runtime_env_resolves_versions_and_where_the_checksums_are() -> None:
+    runtime = validate({"container_runtime": {"source": "release"}}).container_runtime
+    env = node.runtime_env(runtime)
+    containerd = (
+        "https://github.com/containerd/containerd/releases/download/v2.4.2/"
+        "containerd-2.4.2-linux-{arch}.tar.gz"
+    )
+    assert env == {
+        "K8S_CONTAINERD_SOURCE": "release",
+        "K8S_CONTAINERD_VERSION": "2.4.2",
+        "K8S_CONTAINERD_URL": containerd,
+        "K8S_CONTAINERD_SUMS_URL": containerd + ".sha256sum",
+        "K8S_RUNC_VERSION": "1.5.2",
+        "K8S_RUNC_URL": "https://github.com/opencontainers/runc/releases/download/v1.5.2/"
+        "runc.{arch}",
+        "K8S_RUNC_SUMS_URL": "https://github.com/opencontainers/runc/releases/download/v1.5.2/"
+        "runc.sha256sum",
+    }
