@@ -129,7 +129,8 @@ def _build(parsed: tuple[int, int, int], out: Path, mirror: str, key: str, log) 
     go_cache = cache / "go-builds"
     pins = components.PINS[f"{parsed[0]}.{parsed[1]}"]
     kubernetes = gobuild.build(components.kubernetes(parsed), go_cache, log)
-    wanted = kubeadm_images(kubernetes / "kubeadm", f"v{version}")
+    asked = kubeadm_images(kubernetes / "kubeadm", f"v{version}")
+    wanted = served_images(asked, log)
     etcd_tag = tag_of(wanted["etcd"])
     coredns_tag = tag_of(wanted["coredns"])
     built = Built(
@@ -183,7 +184,8 @@ def _build(parsed: tuple[int, int, int], out: Path, mirror: str, key: str, log) 
         "repository_key": fingerprint,
         "packages": {deb.package: deb.full_version for deb in package_list},
         "images": sorted(index),
-        "kubeadm_images": sorted(wanted.values()),
+        "kubeadm_images": sorted(asked.values()),
+        "substituted": {asked[k]: wanted[k] for k in asked if asked[k] != wanted[k]},
         "test_image": TESTAPP_IMAGE,
         "cni_manifest": "manifests/flannel.yaml",
         "assembled_in_seconds": round(time.monotonic() - started, 1),
@@ -205,6 +207,27 @@ def kubeadm_images(kubeadm: Path, tag: str) -> dict[str, str]:
     ).stdout
     names = json.loads(listing)["images"]
     return {name.rsplit("/", 1)[-1].split(":", 1)[0]: name for name in names}
+
+
+SERVED_MODULES = {"etcd": "go.etcd.io/etcd/server/v3", "coredns": "github.com/coredns/coredns"}
+
+
+def served_images(asked: dict[str, str], log) -> dict[str, str]:
+    """kubeadm's images, except an etcd or CoreDNS version the Go module proxy does not serve:
+    the nearest later patch it serves, tagged as that (the suite then tells kubeadm so)."""
+    wanted = dict(asked)
+    for image, module in SERVED_MODULES.items():
+        tag = tag_of(asked[image])
+        version, _, suffix = tag.partition("-")  # etcd's tags are "3.7.0-0"
+        served = gobuild.served_versions(module)
+        closest = components.closest_served(f"v{version.removeprefix('v')}", served)
+        if closest.removeprefix("v") != version.removeprefix("v"):
+            new_tag = (closest if tag.startswith("v") else closest[1:]) + (
+                f"-{suffix}" if suffix else ""
+            )
+            wanted[image] = asked[image].rsplit(":", 1)[0] + ":" + new_tag
+            log(f"{asked[image]} is not served by the Go module proxy: {wanted[image]} instead")
+    return wanted
 
 
 def build_pause(cache: Path, log) -> Path:

@@ -85,6 +85,28 @@ def parse_version(text: str) -> tuple[int, int, int]:
     return version
 
 
+def closest_served(wanted: str, served: list[str]) -> str:
+    """`wanted` ("v1.14.2") if the proxy serves it, else the nearest later patch of the same
+    minor it serves; ValueError when there is none."""
+    if wanted in served:
+        return wanted
+    major_minor = wanted.rsplit(".", 1)[0] + "."
+    patch = int(wanted.rsplit(".", 1)[1])
+    later = [
+        v
+        for v in served
+        if v.startswith(major_minor)
+        and v[len(major_minor) :].isdigit()
+        and int(v[len(major_minor) :]) > patch
+    ]
+    if not later:
+        raise ValueError(
+            f"{wanted} is not served by the Go module proxy, nor any later patch of it "
+            f"(served: {', '.join(served[-8:]) or 'none'})"
+        )
+    return min(later, key=lambda v: int(v[len(major_minor) :]))
+
+
 def kubernetes(version: tuple[int, int, int]) -> GoBuild:
     major, minor, patch = version
     tag = f"v{major}.{minor}.{patch}"

@@ -112,6 +112,20 @@ def go_version() -> str:
     return output
 
 
+def served_versions(module: str) -> list[str]:
+    """The versions of `module` the Go module proxy serves."""
+    proc = subprocess.run(
+        ["go", "list", "-m", "-versions", "-json", module],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, GOFLAGS="-mod=mod", GOWORK="off", GOTOOLCHAIN="local"),
+        cwd=Path("/"),
+    )
+    if proc.returncode != 0:
+        raise BuildError(f"go list -m -versions {module} failed: {tail(proc.stderr)}")
+    return json.loads(proc.stdout).get("Versions") or []
+
+
 def build(spec: GoBuild, cache_dir: Path, log: Callable[[str], None] = print) -> Path:
     """The folder holding the spec's binaries, built unless the cache has them."""
     key = spec.key(go_version())

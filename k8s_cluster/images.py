@@ -57,6 +57,11 @@ class ImageBundle:
     def names(self) -> list[str]:
         return sorted(archive.name for archive in self.archives)
 
+    def tag(self, image: str) -> str | None:
+        """The tag of the bundle's `image` (short name), if it has exactly one."""
+        tags = {tag_of(a.name) for a in self.archives if a.short_name == image}
+        return tags.pop() if len(tags) == 1 else None
+
     def for_role(self, role: str) -> list[Archive]:
         """The archives a host of `role` imports: a worker does not run the control plane."""
         if role == "control-plane":

@@ -298,19 +298,18 @@ def ignored_preflight_errors(facts: HostFacts) -> list[str]:
     return []
 
 
-def check_bundle_has_kubeadm_images(remote: Remote, bundle: ImageBundle, version: str) -> None:
-    """kubeadm's exact image list for `version` against the bundle, before init changes
-    anything (with imagePullPolicy Never, a missing image could not be pulled either)."""
+def check_bundle_has_kubeadm_images(remote: Remote, bundle: ImageBundle, config: str) -> None:
+    """kubeadm's exact image list for the init configuration against the bundle, before init
+    changes anything (with imagePullPolicy Never, a missing image could not be pulled either)."""
     listing = remote.run(
-        f"kubeadm config images list --kubernetes-version {shlex.quote(version)}",
-        what="list kubeadm's images",
+        f"kubeadm config images list --config {config}", what="list kubeadm's images"
     )
     missing = absent(listing.stdout.split(), bundle.names())
     if missing:
         raise RemoteError(
             remote.host.name,
             "check the image bundle",
-            f"kubeadm {version} runs {', '.join(missing)}, which the image bundle "
+            f"kubeadm runs {', '.join(missing)}, which the image bundle "
             f"{bundle.source} lacks (it has: {', '.join(bundle.names())})",
         )
 
@@ -347,13 +346,15 @@ def init_control_plane(
             ignore_preflight_errors=ignored_preflight_errors(facts),
             patches_dir=PATCHES_DIR,
             container_hosts=facts.in_container,
+            dns_image_tag=spec.image_bundle and spec.image_bundle.tag("coredns"),
+            etcd_image_tag=spec.image_bundle and spec.image_bundle.tag("etcd"),
         )
         path = f"{SUITE_DIR}/kubeadm-init.yaml"
         remote.put_text(config, path, mode=0o600)
-        if spec.image_bundle is not None:
-            check_bundle_has_kubeadm_images(remote, spec.image_bundle, version.strip())
         try:
             remote.run(f"kubeadm config validate --config {path}", what="validate kubeadm config")
+            if spec.image_bundle is not None:
+                check_bundle_has_kubeadm_images(remote, spec.image_bundle, path)
             remote.run(f"kubeadm init --config {path}", what="kubeadm init")
             remote.run(f"kubeadm token delete {token_id(token)}", what="delete the init token")
         finally:

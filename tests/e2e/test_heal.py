@@ -3,6 +3,7 @@ whose machines fail the ways real ones do: silent power-off, a hang, a stopped k
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -30,6 +31,8 @@ class Cluster:
 
     def __init__(self, cfy, tmp_path, image: str):
         self.cfy = cfy
+        self.tmp_path = tmp_path
+        self.image = image
         self.outputs = cfy.outputs(DEPLOYMENT)
         self.kubeconfig = self.outputs["kubeconfig_path"]
         self.provider = LocalProvider(DEPLOYMENT, cfy.state_dir / DEPLOYMENT, subnet=SUBNET)
@@ -76,6 +79,17 @@ class Cluster:
                 raise AssertionError(f"{what}: not after {timeout} s\n{self.state()}")
             time.sleep(1)
         return time.monotonic() - started
+
+    def wait_for_pod_ip(self, name: str, timeout: float = 120) -> str:
+        """The IP of a pod once it runs."""
+
+        def running_ip() -> str:
+            pod = json.loads(kubectl(self.kubeconfig, "get", "pod", name, "-o", "json"))
+            running = pod["status"].get("phase") == "Running"
+            return pod["status"].get("podIP", "") if running else ""
+
+        self.wait(f"pod {name} running", running_ip, timeout)
+        return running_ip()
 
     def state(self) -> str:
         """What the cluster looks like, for a failure's message."""
@@ -241,6 +255,28 @@ def test_stopped_kubelet_gets_the_node_software_reinstalled_on_the_same_host(hea
     # the same machine: a new one would have made itself a new SSH host key
     assert healthy.instances()[worker]["runtime_properties"]["host"]["host_key"] == host_key
     assert healthy.nodes()[worker]["uid"] != before[worker]["uid"]
+    # the Node joined anew with a new pod range: pods run there, with addresses of that range
+    cidr = json.loads(kubectl(healthy.kubeconfig, "get", "node", worker, "-o", "json"))["spec"][
+        "podCIDR"
+    ]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "pinned", "namespace": "default"},
+        "spec": {
+            "nodeName": worker,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "c", "image": healthy.image}],
+        },
+    }
+    manifest = healthy.tmp_path / "pinned.json"
+    manifest.write_text(json.dumps(pod))
+    kubectl(healthy.kubeconfig, "apply", "-f", str(manifest))
+    try:
+        ip = healthy.wait_for_pod_ip("pinned")
+        assert ipaddress.ip_address(ip) in ipaddress.ip_network(cidr), (ip, cidr)
+    finally:
+        kubectl(healthy.kubeconfig, "delete", "pod", "pinned", "--wait=false")
 
 
 def test_an_interrupted_heal_converges_when_run_again(healthy):

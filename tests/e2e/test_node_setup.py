@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import tomllib
 import yaml
 
 from k8s_cluster.hosts.local import LocalProvider
@@ -46,13 +47,16 @@ def test_containerd_and_runc_come_from_the_release_archives(shared_cluster, run_
 
 def test_containerd_runs_kubeadms_pause_image_and_keeps_oom_scores(shared_cluster, run_on):
     host = shared_cluster["control_plane_node"]["name"]
-    config = json.loads(run_on(host, "crictl info -o json"))["config"]
+    config = tomllib.loads(run_on(host, "containerd config dump"))["plugins"]
     pause = run_on(host, "kubeadm config images list 2>/dev/null | grep /pause:").strip()
     assert pause.startswith("registry.k8s.io/pause:")
-    assert config["pinnedImages"]["sandbox"] == pause
-    assert config["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
+    assert config["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"] == pause
+    runtime = config["io.containerd.cri.v1.runtime"]
+    assert runtime["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
     # these hosts (LXC) lack CAP_SYS_RESOURCE: pods keep an OOM score containerd can set
-    assert config["restrictOOMScoreAdj"] is True
+    assert runtime["restrict_oom_score_adj"] is True
+    info = json.loads(run_on(host, "crictl info -o json"))["config"]
+    assert info["restrictOOMScoreAdj"] is True  # what the running CRI plugin took
 
 
 def test_the_bundles_images_are_imported_and_pinned(shared_cluster, run_on, bundle):

@@ -271,7 +271,11 @@ def test_init_on_a_plain_host_with_a_bundle_that_has_kubeadm_images() -> None:
     assert registration["imagePullPolicy"] == "Never"
     assert "ignorePreflightErrors" not in registration
     assert "KubeProxyConfiguration" not in docs
-    assert "kubeadm config images list --kubernetes-version v1.37.2" in remote.commands
+    # kubeadm runs the bundle's CoreDNS and etcd, and lists its images from that configuration
+    cluster = docs["ClusterConfiguration"]
+    assert cluster["dns"] == {"imageTag": "v1.14.6"}
+    assert cluster["etcd"] == {"local": {"imageTag": "3.7.0-0"}}
+    assert f"kubeadm config images list --config {INIT_PATH}" in remote.commands
     assert any(c.startswith("kubeadm init --config") for c in remote.commands)
 
 

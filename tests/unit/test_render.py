@@ -30,6 +30,8 @@ INIT_VALUES = dict(
     ignore_preflight_errors=[],
     patches_dir=node.PATCHES_DIR,
     container_hosts=False,
+    dns_image_tag=None,
+    etcd_image_tag=None,
 )
 
 JOIN_VALUES = dict(
@@ -319,3 +321,12 @@ def test_containerd_restricts_oom_scores_only_when_asked() -> None:
         runc = config["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"]["runc"]
         assert runc["options"] == {"SystemdCgroup": True}
         assert runc["runtime_type"] == "io.containerd.runc.v2"
+
+
+def test_dns_and_etcd_image_tags_only_when_given() -> None:
+    plain = documents(render("kubeadm-init.yaml.j2", **INIT_VALUES))["ClusterConfiguration"]
+    assert "dns" not in plain and "etcd" not in plain
+    values = {**INIT_VALUES, "dns_image_tag": "v1.14.3", "etcd_image_tag": "3.6.8-0"}
+    cluster = documents(render("kubeadm-init.yaml.j2", **values))["ClusterConfiguration"]
+    assert cluster["dns"] == {"imageTag": "v1.14.3"}
+    assert cluster["etcd"] == {"local": {"imageTag": "3.6.8-0"}}

@@ -75,3 +75,12 @@ def test_every_supported_minor_has_pins() -> None:
     assert components.containerd(pins).version == f"v{pins.containerd}"
     assert components.runc(pins).extldflags == "-static"
     assert components.runc(pins).cgo is True
+
+
+def test_closest_served_is_the_version_itself_or_the_next_patch_served() -> None:
+    served = ["v1.13.9", "v1.14.3", "v1.14.4", "v1.14.10", "v1.15.0"]
+    assert components.closest_served("v1.14.4", served) == "v1.14.4"
+    assert components.closest_served("v1.14.2", served) == "v1.14.3"
+    assert components.closest_served("v1.14.5", served) == "v1.14.10"
+    with pytest.raises(ValueError, match=r"v1\.14\.11 is not served .*v1\.15\.0"):
+        components.closest_served("v1.14.11", served)
