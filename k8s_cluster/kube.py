@@ -13,6 +13,7 @@ from kubernetes import client, config
 from kubernetes.client import ApiException
 
 POLL_INTERVAL = 2.0
+API_TIMEOUT = 30  # seconds any one API request may take
 BOOTSTRAP_TOKEN_TYPE = "bootstrap.kubernetes.io/token"
 BOOTSTRAP_GROUP = "system:bootstrappers:kubeadm:default-node-token"
 WORKER_ROLE_LABEL = "node-role.kubernetes.io/worker"
@@ -20,6 +21,11 @@ WORKER_ROLE_LABEL = "node-role.kubernetes.io/worker"
 
 def core_api(kubeconfig: Path) -> client.CoreV1Api:
     return client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+
+
+def apps_api(core: client.CoreV1Api) -> client.AppsV1Api:
+    """The apps API over the same connection."""
+    return client.AppsV1Api(core.api_client)
 
 
 def node_ready(node: client.V1Node) -> tuple[bool, str]:
@@ -60,6 +66,36 @@ def wait_node_ready(api: client.CoreV1Api, name: str, timeout: float = 300) -> N
             raise
 
     wait_until(check, timeout, f"Node {name} Ready")
+
+
+def pod_ready(pod: client.V1Pod) -> bool:
+    conditions = (pod.status and pod.status.conditions) or []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+
+def daemon_pods_ready(api: client.CoreV1Api, name: str) -> tuple[bool, str]:
+    """Whether the DaemonSet pods on Node `name` (its pod network, kube-proxy) run and are
+    Ready: until then, pods there cannot reach the rest of the cluster. The DaemonSet
+    controller makes them as the Node registers, before it turns Ready."""
+    daemons = [pod for pod in _pods_on(api, name, PodFilter()) if _owned_by(pod, "DaemonSet")]
+    waiting = sorted(_pod_key(pod) for pod in daemons if not pod_ready(pod))
+    if not daemons:
+        return False, "no DaemonSet pod on it yet"
+    if waiting:
+        return False, "not Ready yet: " + ", ".join(waiting)
+    return True, f"{len(daemons)} DaemonSet pod(s) Ready"
+
+
+def deployment_available(apps: client.AppsV1Api, namespace: str, name: str) -> tuple[bool, str]:
+    """Whether every replica of a Deployment is updated and available."""
+    deployment = apps.read_namespaced_deployment(name, namespace, _request_timeout=API_TIMEOUT)
+    wanted = deployment.spec.replicas or 0
+    available = (deployment.status and deployment.status.available_replicas) or 0
+    return available >= wanted, f"{available} of {wanted} replicas available"
+
+
+def _owned_by(pod: client.V1Pod, kind: str) -> bool:
+    return any(owner.kind == kind for owner in pod.metadata.owner_references or [])
 
 
 def label_node(api: client.CoreV1Api, name: str, labels: dict[str, str]) -> None:
@@ -157,8 +193,7 @@ def pods_to_evict(pods: Iterable[client.V1Pod]) -> list[client.V1Pod]:
     """What kubectl drain evicts: not DaemonSet pods, not mirror (static) pods, not finished."""
     chosen = []
     for pod in pods:
-        owners = pod.metadata.owner_references or []
-        if any(owner.kind == "DaemonSet" for owner in owners):
+        if _owned_by(pod, "DaemonSet"):
             continue
         if "kubernetes.io/config.mirror" in (pod.metadata.annotations or {}):
             continue

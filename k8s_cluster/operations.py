@@ -10,6 +10,7 @@ import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from cloudify.decorators import operation
@@ -239,9 +240,19 @@ def wait_node_ready(ctx, **_):
         )
     try:
         kube.wait_node_ready(api, name, NODE_READY_TIMEOUT)
+        # Ready is the kubelet's word; its pods' network and Services need the node's
+        # DaemonSet pods (the CNI's, kube-proxy), and the cluster's names need CoreDNS.
+        what = f"Node {name}'s DaemonSet pods (pod network, kube-proxy) Ready"
+        kube.wait_until(lambda: kube.daemon_pods_ready(api, name), NODE_READY_TIMEOUT, what)
+        if ctx.node.type != "k8s.nodes.Worker":
+            kube.wait_until(
+                partial(kube.deployment_available, kube.apps_api(api), "kube-system", "coredns"),
+                NODE_READY_TIMEOUT,
+                "the cluster's DNS (CoreDNS) available",
+            )
     except TimeoutError as err:
         raise NonRecoverableError(str(err)) from None
-    ctx.logger.info(f"Node {name} Ready")
+    ctx.logger.info(f"Node {name} Ready, with its pod network and kube-proxy running")
 
 
 def _label_worker(api, name: str) -> tuple[bool, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -114,9 +115,10 @@ def test_pods_answer_through_a_node_port_resolve_services_and_reach_each_other(
     addresses = [cluster["control_plane_node"]["address"]] + [
         w["address"] for w in cluster["worker_nodes"]
     ]
-    answered = set()
-    for address in addresses:
-        for _ in range(6):
+    answered: set[str] = set()
+    deadline = time.monotonic() + 60  # kube-proxy balances each connection at random
+    while answered != names and time.monotonic() < deadline:
+        for address in addresses:
             answered.add(get_json(f"http://{address}:{port}/")["hostname"])
     assert answered == names
 
