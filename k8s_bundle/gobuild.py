@@ -29,7 +29,7 @@ GO_SOURCES = Path(__file__).resolve().parent / "go"
 MIN_GO = (1, 26)
 # Bump when the recipe below changes what a build produces: new cache entries are made.
 RECIPE_VERSION = 1
-_REPLACE = re.compile(r"^\s*(?:replace\s+)?(\S+)(?:\s+\S+)?\s+=>\s+(\.\.?/\S*)\s*$")
+_REPLACE = re.compile(r"^(\S+)(?:\s+\S+)?\s+=>\s+(\.\.?/\S*)$")
 
 
 class BuildError(RuntimeError):
@@ -204,22 +204,34 @@ def _replaces(spec: GoBuild, work: Path) -> dict[str, str]:
 
 
 def local_replaces(go_mod_text: str) -> list[str]:
-    """Modules that a go.mod replaces by a folder of its own repository (`=> ./x`, `=> ../x`)."""
-    found = []
+    """Modules the go.mod requires and replaces by a folder of its own repository (`=> ./x`,
+    `=> ../x`). A replace of a module it does not require (etcd's guards against importing
+    the old monolithic module, `=> ./FORBIDDEN_DEPENDENCY`) is no sibling."""
+    replaced = [
+        match[1]
+        for line in _directive_lines(go_mod_text, "replace")
+        if (match := _REPLACE.match(line))
+    ]
+    required = {line.split()[0] for line in _directive_lines(go_mod_text, "require")}
+    return [module for module in replaced if module in required]
+
+
+def _directive_lines(go_mod_text: str, directive: str) -> list[str]:
+    """The lines of a go.mod directive, from its blocks and its one-line forms, without the
+    directive's name or comments."""
+    lines = []
     in_block = False
     for line in go_mod_text.splitlines():
         stripped = line.split("//", 1)[0].strip()
-        if stripped.startswith("replace ("):
+        if stripped == f"{directive} (":
             in_block = True
-            continue
-        if in_block and stripped == ")":
+        elif in_block and stripped == ")":
             in_block = False
-            continue
-        if in_block or stripped.startswith("replace "):
-            match = _REPLACE.match(stripped)
-            if match:
-                found.append(match[1])
-    return found
+        elif in_block and stripped:
+            lines.append(stripped)
+        elif stripped.startswith(f"{directive} "):
+            lines.append(stripped[len(directive) + 1 :].strip())
+    return lines
 
 
 def _go(argv: list[str], cwd: Path, spec: GoBuild, log_file: Path) -> str:

@@ -8,6 +8,7 @@ from cloudify.exceptions import NonRecoverableError
 from ..pod_migration import Migration, migrate
 from ..resource_operations import CONNECTION_TYPE, api_errors, connection_from
 from ..resources import Cluster, ObjectRef
+from .parameters import ParameterError, name_list
 
 OBJECT_TYPE = "k8s.resources.Object"
 UPDATE_OPERATION = "k8s.interfaces.resources.update"
@@ -20,7 +21,11 @@ def _object_nodes(ctx) -> dict[str, object]:
 def _chosen_nodes(ctx, node_ids, overrides: dict) -> set[str]:
     """The object nodes to update: those named (default: all) and those given overrides."""
     known = _object_nodes(ctx)
-    wanted = set(node_ids or known) | set(overrides)
+    try:
+        named = name_list("node_ids", node_ids)
+    except ParameterError as err:
+        raise NonRecoverableError(str(err)) from None
+    wanted = set(named or known) | set(overrides)
     unknown = sorted(wanted - set(known))
     if unknown:
         raise NonRecoverableError(

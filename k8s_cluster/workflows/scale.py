@@ -31,6 +31,7 @@ from cloudify.plugins.workflows import scale_entity
 
 from .lifecycle import HOST_TYPE, parallel_tasks
 from .local_modification import local_modifications
+from .parameters import ParameterError, name_list
 from .storage import refuse_bound_removal
 
 CONTROL_PLANE_TYPE = "k8s.nodes.ControlPlane"
@@ -81,7 +82,8 @@ def scale(
         return
     refuse_control_planes(ctx, entity)
     check_bounds(entity, delta)
-    include, exclude = _id_list(include_instances), _id_list(exclude_instances)
+    include = _names("include_instances", include_instances)
+    exclude = _names("exclude_instances", exclude_instances)
     if delta > 0 and (include or exclude):
         raise ScaleError("include_instances and exclude_instances are only for scaling in")
     removed = choose_removed(ctx, entity, -delta, include, exclude) if delta < 0 else {}
@@ -136,10 +138,11 @@ def check_drain_parameters(timeout, grace_period, allow_ungraceful) -> None:
         )
 
 
-def _id_list(value) -> list[str]:
-    if not value:
-        return []
-    return [value] if isinstance(value, str) else [str(item) for item in value]
+def _names(parameter: str, value) -> list[str]:
+    try:
+        return name_list(parameter, value)
+    except ParameterError as err:
+        raise ScaleError(str(err)) from None
 
 
 # --- the entity --------------------------------------------------------------------------------

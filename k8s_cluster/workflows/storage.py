@@ -18,6 +18,7 @@ from ..hosts.provider import provider_for
 from ..paths import deployment_state_dir
 from ..ssh import Remote, RemoteError
 from .lifecycle import HOST_TYPE, cluster_spec
+from .parameters import ParameterError, name_list
 
 NOTHING_CREATED = "Nothing was created."
 
@@ -39,7 +40,10 @@ def _workers(ctx) -> dict[str, object]:
 
 def _targets(ctx, targets) -> dict[str, Host]:
     """Host name -> Host of each target, given as worker host instance ids or Node names."""
-    wanted = [targets] if isinstance(targets, str) else list(targets or [])
+    try:
+        wanted = name_list("targets", targets)
+    except ParameterError as err:
+        raise StorageError(str(err)) from None
     workers = _workers(ctx)
     by_id = {instance.id: name for name, instance in workers.items()}
     unknown = [t for t in wanted if t not in workers and t not in by_id]

@@ -200,6 +200,24 @@ def test_scale_in_honours_include_instances(dep):
     assert stops[0]["policy"] == {"strict": False, "drain_timeout": 300.0, "grace_period": None}
 
 
+def test_include_instances_as_users_type_it(dep):
+    """A YAML list in a string (-p key=[a]), a comma-separated string (-p key=a,b), and a real
+    list (a JSON parameters document): each removes exactly the instances it names."""
+    before = dep.ids("worker_host")
+    dep.scale("scalable_entity_name=workers", "delta=4")
+    added = sorted(dep.ids("worker_host") - before)
+    forms = [
+        ({added[0]}, ("delta=-1", f"include_instances=[{added[0]}]")),
+        ({added[1], added[2]}, ("delta=-2", f"include_instances={added[1]},{added[2]}")),
+        ({added[3]}, (json.dumps({"delta": -1, "include_instances": [added[3]]}),)),
+    ]
+    for named, parameters in forms:
+        present = dep.ids("worker_host")
+        dep.scale("scalable_entity_name=workers", *parameters, "allow_ungraceful_removal=true")
+        assert present - dep.ids("worker_host") == named, parameters
+    assert dep.ids("worker_host") == before
+
+
 def test_a_worker_that_cannot_be_drained_is_kept(dep):
     before = dep.instances()
     dep.fail_stop.touch()
