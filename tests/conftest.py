@@ -38,6 +38,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _hosts_of_killed_sessions_removed(tmp_path_factory):
+    if os.geteuid() != 0:
+        yield
+        return
+    basetemp = tmp_path_factory.getbasetemp()
+    with testbed.hold_session(basetemp):
+        for identity in testbed.remove_hosts_of_ended_sessions(basetemp):
+            print(f"removed the hosts a killed test session left in {identity}")
+        yield
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _module_clock(request):
     started = time.monotonic()

@@ -4,6 +4,8 @@ the documented command, its repository and images served over HTTP the way a mir
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import http.server
 import ipaddress
@@ -18,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from k8s_cluster.hosts import lxc_network
+from k8s_cluster.hosts.local import LocalProvider
 
 ROOT = Path(__file__).resolve().parents[1]
 CFY = str(Path(sys.executable).with_name("cfy"))
@@ -93,6 +96,58 @@ def release_runtime(bundle: Path, url: str) -> dict:
         "runc_version": packages["runc"].split("-")[0],
         "runc_url": f"{url}/releases/runc/v{{version}}/runc.{{arch}}",
     }
+
+
+def hold_session(basetemp: Path):
+    """Marks this test session alive for as long as the returned file stays open."""
+    lock = (basetemp / ".session.lock").open("w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    return lock
+
+
+def _session_alive(session_root: Path) -> bool:
+    try:
+        lock = (session_root / ".session.lock").open()
+    except FileNotFoundError:
+        return False
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False
+
+
+def remove_hosts_of_ended_sessions(basetemp: Path) -> list[str]:
+    """Destroys the hosts and networks that earlier test sessions made and, being killed, never
+    removed: a killed session's bridge would hold its subnet, and its hosts memory, forever.
+    Sessions still running (another pytest on this machine) hold their lock and are left alone."""
+    sessions = basetemp.parent  # pytest-of-<user>: one pytest-N folder per session
+    identities = set(lxc_network.deployment_bridges())
+    for depth in ("*/*", "*/*/*"):
+        for record in sessions.glob(f"pytest-*/{depth}/local-hosts.json"):
+            if record.parent.resolve() == record.parent:  # not through pytest's *current links
+                identities.add(str(record.parent))
+    removed = []
+    for identity in sorted(identities):
+        state_dir = Path(identity)
+        if not state_dir.is_relative_to(sessions) or state_dir.is_relative_to(basetemp):
+            continue
+        if _session_alive(sessions / state_dir.relative_to(sessions).parts[0]):
+            continue
+        _destroy_deployment(state_dir)
+        removed.append(identity)
+    return removed
+
+
+def _destroy_deployment(state_dir: Path) -> None:
+    subnet = "10.77.0.0/24"  # any: the bridge and rules are named after the state folder alone
+    with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+        subnet = json.loads((state_dir / "local-hosts.json").read_text())["subnet"]
+    provider = LocalProvider(state_dir.name, state_dir, subnet=subnet)
+    for name in provider.host_names():
+        provider.destroy_host(name)
+    lxc_network.remove_network(provider.network)
 
 
 class Cfy:

@@ -92,6 +92,15 @@ def _aliases() -> dict[str, str]:
     return {link["ifname"]: link.get("ifalias", "") for link in _ip_json("link", "show")}
 
 
+def deployment_bridges() -> dict[str, str]:
+    """The bridges of every local deployment on this machine, by deployment state folder."""
+    return {
+        alias[len(ALIAS_PREFIX) :]: name
+        for name, alias in _aliases().items()
+        if alias.startswith(ALIAS_PREFIX)
+    }
+
+
 def _owner(dev: str, aliases: dict[str, str]) -> str:
     alias = aliases.get(dev, "")
     if alias.startswith(ALIAS_PREFIX):
