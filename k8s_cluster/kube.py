@@ -16,6 +16,7 @@ POLL_INTERVAL = 2.0
 API_TIMEOUT = 30  # seconds any one API request may take
 BOOTSTRAP_TOKEN_TYPE = "bootstrap.kubernetes.io/token"
 BOOTSTRAP_GROUP = "system:bootstrappers:kubeadm:default-node-token"
+JOIN_OF_LABEL = "k8s-cluster.io/join-of"  # on the suite's join tokens: the host joining
 WORKER_ROLE_LABEL = "node-role.kubernetes.io/worker"
 
 
@@ -122,20 +123,26 @@ def delete_node(api: client.CoreV1Api, name: str) -> bool:
 
 @contextmanager
 def bootstrap_token(
-    api: client.CoreV1Api, token: str, description: str, ttl_seconds: int
+    api: client.CoreV1Api, token: str, host: str, ttl_seconds: int
 ) -> Iterator[str]:
-    """A kubeadm bootstrap token for one join, made as `kubeadm token create` makes it (a Secret
-    in kube-system), through the API rather than an SSH session to a control plane. Deleted on
-    exit; its expiry bounds its life if the deletion never happens."""
+    """A kubeadm bootstrap token for one join of `host`, made as `kubeadm token create` makes it
+    (a Secret in kube-system), through the API rather than an SSH session to a control plane.
+    Deleted on exit. A join killed before its exit leaves its token, so the tokens of earlier
+    joins of the same host are deleted first; its expiry bounds the life of the last one."""
     token_id, token_secret = token.split(".", 1)
+    delete_join_tokens(api, host)
     expiration = datetime.now(timezone.utc) + timedelta(seconds=ttl_seconds)
     secret = client.V1Secret(
-        metadata=client.V1ObjectMeta(name=f"bootstrap-token-{token_id}", namespace="kube-system"),
+        metadata=client.V1ObjectMeta(
+            name=f"bootstrap-token-{token_id}",
+            namespace="kube-system",
+            labels={JOIN_OF_LABEL: host},
+        ),
         type=BOOTSTRAP_TOKEN_TYPE,
         string_data={
             "token-id": token_id,
             "token-secret": token_secret,
-            "description": description,
+            "description": f"join of {host}, made by the suite",
             "expiration": expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "usage-bootstrap-authentication": "true",
             "usage-bootstrap-signing": "true",
@@ -151,6 +158,20 @@ def bootstrap_token(
         except ApiException as err:
             if err.status != 404:
                 raise
+
+
+def delete_join_tokens(api: client.CoreV1Api, host: str) -> list[str]:
+    """Delete the suite's join tokens for `host`; returns the names of those deleted."""
+    found = api.list_namespaced_secret("kube-system", label_selector=f"{JOIN_OF_LABEL}={host}")
+    deleted = []
+    for secret in found.items:
+        try:
+            api.delete_namespaced_secret(secret.metadata.name, "kube-system")
+        except ApiException as err:
+            if err.status != 404:
+                raise
+        deleted.append(secret.metadata.name)
+    return deleted
 
 
 # --- drain -----------------------------------------------------------------------------------

@@ -217,9 +217,8 @@ def join_worker(ctx, **_):
             join_as = node.JoinAs(
                 host.name, host.address, _own_facts(ctx), node.image_pull_policy(spec)
             )
-            description = f"join of {host.name}, made by the suite"
             token = node.new_bootstrap_token()
-            with kube.bootstrap_token(api, token, description, node.JOIN_TOKEN_TTL_SECONDS):
+            with kube.bootstrap_token(api, token, host.name, node.JOIN_TOKEN_TTL_SECONDS):
                 node.join(worker, info, join_as, token)
         else:
             node.start_kubelet(worker)
@@ -282,6 +281,7 @@ def remove_worker_node(ctx, **_):
     else:
         _drain_for_removal(ctx, api, name, policy)
     kube.delete_node(api, name)
+    kube.delete_join_tokens(api, name)  # of a join that was killed
     ctx.logger.info(f"Node {name} deleted")
 
 

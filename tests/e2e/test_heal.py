@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from k8s_cluster.hosts.local import LocalProvider
-from tests.testbed import CFY, ROOT, SUBNET, Kubectl, kubectl, workload_manifest
+from tests.testbed import CFY, ROOT, SUBNET, Kubectl, kubectl, wait_for, workload_manifest
 
 BLUEPRINT = "blueprints/k8s-cluster.yaml"
 DEPLOYMENT = "heal"
@@ -127,6 +127,26 @@ class Cluster:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+
+    def runs(self, name: str, command: str) -> bool:
+        """Whether a process of that command line runs on the host now."""
+        container = self.provider.container_name(name)
+        found = subprocess.run(
+            [
+                "lxc-attach",
+                "-P",
+                str(self.provider.lxc_path),
+                "-n",
+                container,
+                "--",
+                "pgrep",
+                "-f",
+                command,
+            ],
+            capture_output=True,
+            timeout=30,
+        )
+        return found.returncode == 0
 
     def lxc(self, name: str, *command: str) -> None:
         container = self.provider.container_name(name)
@@ -279,23 +299,66 @@ def test_stopped_kubelet_gets_the_node_software_reinstalled_on_the_same_host(hea
         kubectl(healthy.kubeconfig, "delete", "pod", "pinned", "--wait=false")
 
 
-def test_an_interrupted_heal_converges_when_run_again(healthy):
+class HealProgress:
+    """How far a heal of a powered-off worker has gone, as the cluster and this machine show
+    it: its steps in order. The old host is known by its container's config file: a
+    replacement of the same name writes a new one."""
+
+    STEPS = ("node deleted", "host removed", "replacement created", "join started")
+
+    def __init__(self, cluster, worker: str):
+        self.cluster, self.worker = cluster, worker
+        self.config = cluster.provider.lxc_path / cluster.provider.container_name(worker) / "config"
+        self.original = self._identity()
+
+    def _identity(self) -> tuple[int, int] | None:
+        """The config file's inode and time: a new file may reuse the old inode number."""
+        try:
+            found = self.config.stat()
+        except FileNotFoundError:
+            return None
+        return found.st_ino, found.st_mtime_ns
+
+    def reached(self, step: str) -> bool:
+        if step == "node deleted":
+            return self.worker not in self.cluster.nodes()
+        identity = self._identity()
+        if step == "host removed":
+            return identity != self.original
+        replaced = identity not in (None, self.original)
+        running = replaced and self.cluster.provider.state(self.worker) == "RUNNING"
+        if step == "replacement created":
+            return running
+        return running and self.cluster.runs(self.worker, "kubeadm join")
+
+
+@pytest.mark.parametrize("step", HealProgress.STEPS)
+def test_a_heal_killed_at_each_step_converges_when_run_again(healthy, step):
+    """The heal's process is killed (as a closed terminal or a crashed orchestrator would)
+    right after the step; the same heal run again finishes the job, a third finds nothing."""
     worker = healthy.workers()[0]
+    instance = healthy.instance_id(worker)
     address = healthy.instances()[worker]["runtime_properties"]["host"]["address"]
     before = healthy.nodes()
     healthy.provider.power_off(worker)
     heal = healthy.start_heal(worker)
-    try:  # interrupted once the old Node is deleted, before its replacement joins
-        healthy.wait("the old Node deleted", lambda: worker not in healthy.nodes(), timeout=120)
+    progress = HealProgress(healthy, worker)
+    try:
+        wait_for(lambda: progress.reached(step), f"the heal's step: {step}", 180, interval=0.05)
     finally:
         os.killpg(heal.pid, signal.SIGKILL)
         heal.wait()
 
+    # the instance is still found by its Node name, and check_cluster shows it
+    assert healthy.instance_id(worker) == instance
+    check = healthy.run("check_cluster")
+    assert instance in check.stdout + check.stderr
     healthy.heal(worker)
     healthy.wait("every Node Ready", healthy.all_ready)
     assert_replaced(healthy, worker, before, address)
     again = healthy.heal(worker)
     assert "is healthy" in again.stdout + again.stderr
+    assert bootstrap_tokens(healthy.kubeconfig) == []  # none left by the killed join
 
 
 def test_auto_heal_refuses_when_too_many_workers_fail_and_heals_one(healthy, capsys):
@@ -324,6 +387,11 @@ def test_auto_heal_refuses_when_too_many_workers_fail_and_heals_one(healthy, cap
     with capsys.disabled():
         print(f"\nauto_heal of 1 of 3 workers: {time.monotonic() - started:.1f} s")
     assert_replaced(healthy, first, {**before, second: healthy.nodes()[second]}, address)
+
+
+def bootstrap_tokens(kubeconfig: str) -> list[str]:
+    secrets = json.loads(kubectl(kubeconfig, "get", "secrets", "-n", "kube-system", "-o", "json"))
+    return [s["metadata"]["name"] for s in secrets["items"] if "bootstrap" in s["type"]]
 
 
 def not_ready(cluster, name: str) -> bool:
