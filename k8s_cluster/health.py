@@ -84,8 +84,8 @@ def probe_host(host: Host | None, timeout: float = PROBE_TIMEOUT) -> tuple[str, 
 
 
 def _reason(err: RemoteError) -> str:
-    """The last words of an SSH failure: 'timed out', 'Error reading SSH protocol banner'..."""
-    text = str(err).split(": ", 2)[-1]
+    """An SSH failure in a few words: 'timed out', 'connection refused'... (ssh.failure_words)."""
+    text = err.reason
     return text if len(text) <= 60 else text[:57] + "..."
 
 

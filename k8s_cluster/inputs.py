@@ -47,6 +47,7 @@ BOOT_TIMEOUT_RANGE = (10, 1800)  # seconds a new local host has to answer SSH
 MACHINE_KEYS = ("address", "role", "user", "private_key_file", "name", "port", "host_key")
 
 OLDEST_MINOR = 30  # older Kubernetes minors are out of support
+MAX_WORKERS = 100  # the most one deployment takes (the blueprint's in_range says the same)
 # Pod network: kube-controller-manager gives every node a /24 of it, so /24 is the smallest
 # (one node) and /8 the largest kubeadm accepts with /24 node ranges (at most 16 bits apart).
 POD_PREFIXES = (8, 24)
@@ -270,11 +271,13 @@ def _node_monitor_grace_period(value: Any) -> str:
 
 
 def _worker_count(value: Any) -> int:
-    expected = "an integer >= 0"
+    expected = f"an integer from 0 to {MAX_WORKERS}"
     if not _is_int(value):
         raise _Bad("is not an integer", expected)
     if value < 0:
         raise _Bad("is negative", expected)
+    if value > MAX_WORKERS:
+        raise _Bad("is more than one deployment takes", expected)
     return value
 
 

@@ -12,6 +12,9 @@ from pathlib import Path
 from kubernetes import client, config
 from kubernetes.client import ApiException
 
+from . import drain_policy
+from .drain_policy import STRICT, DrainOptions, DrainRefused
+
 POLL_INTERVAL = 2.0
 API_TIMEOUT = 30  # seconds any one API request may take
 BOOTSTRAP_TOKEN_TYPE = "bootstrap.kubernetes.io/token"
@@ -78,8 +81,10 @@ def daemon_pods_ready(api: client.CoreV1Api, name: str) -> tuple[bool, str]:
     """Whether the DaemonSet pods on Node `name` (its pod network, kube-proxy) run and are
     Ready: until then, pods there cannot reach the rest of the cluster. The DaemonSet
     controller makes them as the Node registers, before it turns Ready."""
-    daemons = [pod for pod in _pods_on(api, name, PodFilter()) if _owned_by(pod, "DaemonSet")]
-    waiting = sorted(_pod_key(pod) for pod in daemons if not pod_ready(pod))
+    daemons = [
+        pod for pod in _pods_on(api, name, PodFilter()) if drain_policy.owned_by(pod, "DaemonSet")
+    ]
+    waiting = sorted(drain_policy.pod_key(pod) for pod in daemons if not pod_ready(pod))
     if not daemons:
         return False, "no DaemonSet pod on it yet"
     if waiting:
@@ -93,10 +98,6 @@ def deployment_available(apps: client.AppsV1Api, namespace: str, name: str) -> t
     wanted = deployment.spec.replicas or 0
     available = (deployment.status and deployment.status.available_replicas) or 0
     return available >= wanted, f"{available} of {wanted} replicas available"
-
-
-def _owned_by(pod: client.V1Pod, kind: str) -> bool:
-    return any(owner.kind == kind for owner in pod.metadata.owner_references or [])
 
 
 def label_node(api: client.CoreV1Api, name: str, labels: dict[str, str]) -> None:
@@ -187,10 +188,6 @@ class DrainResult:
         return not self.blocked
 
 
-def _pod_key(pod: client.V1Pod) -> str:
-    return f"{pod.metadata.namespace}/{pod.metadata.name}"
-
-
 @dataclass(frozen=True)
 class PodFilter:
     """Which pods of a node to drain: all (the default), or one namespace's with labels."""
@@ -205,23 +202,14 @@ def _pods_on(api: client.CoreV1Api, node: str, pods: PodFilter) -> list[client.V
     labels = pods.label_selector or None
     if pods.namespace:
         return api.list_namespaced_pod(
-            pods.namespace, field_selector=on_node, label_selector=labels
+            pods.namespace,
+            field_selector=on_node,
+            label_selector=labels,
+            _request_timeout=API_TIMEOUT,
         ).items
-    return api.list_pod_for_all_namespaces(field_selector=on_node, label_selector=labels).items
-
-
-def pods_to_evict(pods: Iterable[client.V1Pod]) -> list[client.V1Pod]:
-    """What kubectl drain evicts: not DaemonSet pods, not mirror (static) pods, not finished."""
-    chosen = []
-    for pod in pods:
-        if _owned_by(pod, "DaemonSet"):
-            continue
-        if "kubernetes.io/config.mirror" in (pod.metadata.annotations or {}):
-            continue
-        if pod.status and pod.status.phase in ("Succeeded", "Failed"):
-            continue
-        chosen.append(pod)
-    return chosen
+    return api.list_pod_for_all_namespaces(
+        field_selector=on_node, label_selector=labels, _request_timeout=API_TIMEOUT
+    ).items
 
 
 def drain(
@@ -230,19 +218,26 @@ def drain(
     timeout: float,
     grace_period: int | None = None,
     pods: PodFilter | None = None,
+    options: DrainOptions = STRICT,
 ) -> DrainResult:
     """Cordon, then evict through the Eviction API (PodDisruptionBudgets hold) until the node
     has no pods left to evict or `timeout` passes. Blocked pods are reported, not deleted.
-    `pods` limits the drain to some pods (one workload's), the node's others stay."""
+    `pods` limits the drain to some pods (one workload's), the node's others stay.
+    Pods that `options` do not allow to lose (drain_policy) raise DrainRefused first, with the
+    node not even cordoned."""
+    chosen = pods or PodFilter()
+    refused = drain_policy.refusals(_pods_on(api, name, chosen), options)
+    if refused:
+        raise DrainRefused({name: refused})
     set_unschedulable(api, name, True)
     result = DrainResult()
     deadline = time.monotonic() + timeout
     while True:
-        pending = pods_to_evict(_pods_on(api, name, pods or PodFilter()))
+        pending = drain_policy.to_evict(_pods_on(api, name, chosen))
         result.blocked = {}
         for pod in pending:
             if pod.metadata.deletion_timestamp:
-                result.blocked[_pod_key(pod)] = "terminating"
+                result.blocked[drain_policy.pod_key(pod)] = "terminating"
                 continue
             _evict(api, pod, grace_period, result)
         if not pending:
@@ -250,6 +245,19 @@ def drain(
         if time.monotonic() >= deadline:
             return result
         time.sleep(POLL_INTERVAL)
+
+
+def drain_refusals(
+    api: client.CoreV1Api, names: Iterable[str], options: DrainOptions
+) -> dict[str, dict[str, str]]:
+    """What draining each Node would refuse to evict under `options`, by Node (see drain);
+    empty when every drain may go ahead."""
+    by_node = {}
+    for name in names:
+        refused = drain_policy.refusals(_pods_on(api, name, PodFilter()), options)
+        if refused:
+            by_node[name] = refused
+    return by_node
 
 
 def _evict(api: client.CoreV1Api, pod: client.V1Pod, grace: int | None, result: DrainResult):
@@ -263,11 +271,13 @@ def _evict(api: client.CoreV1Api, pod: client.V1Pod, grace: int | None, result: 
         if err.status == 404:
             return
         if err.status == 429:
-            result.blocked[_pod_key(pod)] = "a PodDisruptionBudget does not allow it now"
+            result.blocked[drain_policy.pod_key(pod)] = (
+                "a PodDisruptionBudget does not allow it now"
+            )
             return
         raise
-    result.evicted.append(_pod_key(pod))
-    result.blocked[_pod_key(pod)] = "terminating"
+    result.evicted.append(drain_policy.pod_key(pod))
+    result.blocked[drain_policy.pod_key(pod)] = "terminating"
 
 
 # --- health and lost nodes -------------------------------------------------------------------
@@ -284,7 +294,7 @@ def ready_condition(node: client.V1Node) -> tuple[str, float | None]:
 
 def delete_pods_of_lost_node(
     api: client.CoreV1Api, name: str, grace_period: int | None, sleep=time.sleep
-) -> list[str]:
+) -> list[client.V1Pod]:
     """A Node whose kubelet does not answer never confirms that its pods stopped, and nothing
     else removes them. Cordon it and delete its pods gracefully (their controllers replace them
     at once, elsewhere); after the grace period (None: the longest of the pods' own), delete
@@ -307,7 +317,7 @@ def delete_pods_of_lost_node(
         sleep(POLL_INTERVAL)
     for pod in _pods_on(api, name, every_pod):
         _delete_pod(api, pod, 0)
-    return [_pod_key(pod) for pod in pods]
+    return pods
 
 
 def _delete_pod(api: client.CoreV1Api, pod: client.V1Pod, grace: int | None) -> None:

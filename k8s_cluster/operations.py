@@ -16,7 +16,8 @@ from pathlib import Path
 from cloudify.decorators import operation
 from cloudify.exceptions import NonRecoverableError, RecoverableError
 
-from . import health, kube, node
+from . import drain_policy, health, kube, node
+from .drain_policy import STRICT, DrainOptions, DrainRefused
 from .hosts import Host, host_name_for
 from .hosts.provider import provider_for
 from .inputs import ClusterSpec, InputError, validate
@@ -312,20 +313,25 @@ SCALE_DRAIN_TIMEOUT = 300  # the scale workflow's default drain_timeout
 
 class RemovalPolicy:
     """How a worker's stop drains it. strict: a drain that cannot finish keeps the worker.
-    grace_period None: each pod's own terminationGracePeriodSeconds."""
+    grace_period None: each pod's own terminationGracePeriodSeconds. options: which pods the
+    drain may lose (force, delete_emptydir_data); any policy refuses the others."""
 
     lost_node = False  # see HealPolicy
 
-    def __init__(self, strict: bool, drain_timeout: float, grace_period: int | None) -> None:
+    def __init__(
+        self,
+        strict: bool,
+        drain_timeout: float,
+        grace_period: int | None,
+        options: DrainOptions = STRICT,
+    ) -> None:
         self.strict = strict
         self.drain_timeout = drain_timeout
         self.grace_period = grace_period
+        self.options = options
 
     def __repr__(self) -> str:
         return f"RemovalPolicy({self.__dict__})"
-
-
-UNINSTALL_POLICY = RemovalPolicy(False, UNINSTALL_DRAIN_TIMEOUT, grace_period=None)
 
 
 def removal_policy(ctx) -> RemovalPolicy:
@@ -336,19 +342,29 @@ def removal_policy(ctx) -> RemovalPolicy:
     holds them on a manager and in local mode alike, so nothing has to be written anywhere or
     cleaned up afterwards, and a retried or resumed task reads the same values. Any other
     workflow (uninstall) keeps the bounded drain that removes the worker in any case. Under
-    heal and auto_heal, see heal_policy.
+    heal and auto_heal, see heal_policy. Every one takes force and delete_emptydir_data from
+    its execution: a drain never loses a pod those do not allow.
     """
-    if ctx.workflow_id in HEAL_WORKFLOWS:
-        return heal_policy(_execution_parameters(ctx))
-    if ctx.workflow_id != SCALE_WORKFLOW:
-        return UNINSTALL_POLICY
     params = _execution_parameters(ctx)
+    if ctx.workflow_id in HEAL_WORKFLOWS:
+        return heal_policy(params)
+    options = _drain_options(params)
+    if ctx.workflow_id != SCALE_WORKFLOW:
+        return RemovalPolicy(False, UNINSTALL_DRAIN_TIMEOUT, grace_period=None, options=options)
     grace = int(params.get("drain_grace_period", -1))
     return RemovalPolicy(
         strict=not params.get("allow_ungraceful_removal", False),
         drain_timeout=float(params.get("drain_timeout", SCALE_DRAIN_TIMEOUT)),
         grace_period=None if grace < 0 else grace,
+        options=options,
     )
+
+
+def _drain_options(params: dict) -> DrainOptions:
+    try:
+        return DrainOptions.from_parameters(params)
+    except ValueError as err:
+        raise NonRecoverableError(str(err)) from None
 
 
 def _execution_parameters(ctx) -> dict:
@@ -366,8 +382,14 @@ def _drain_for_removal(ctx, api, name: str, policy: RemovalPolicy) -> None:
     """Drain the Node before it is deleted, as strictly as the policy says."""
     try:
         result = kube.drain(
-            api, name, timeout=policy.drain_timeout, grace_period=policy.grace_period
+            api,
+            name,
+            timeout=policy.drain_timeout,
+            grace_period=policy.grace_period,
+            options=policy.options,
         )
+    except DrainRefused as err:  # nothing changed: the worker stays, whatever the workflow
+        raise NonRecoverableError(f"{name} is kept: {err}") from None
     except (kube.ApiException, OSError) as err:
         if policy.strict:
             _uncordon(ctx, api, name)
@@ -419,6 +441,7 @@ def heal_policy(params: dict) -> RemovalPolicy:
         strict=False,
         drain_timeout=float(params.get("drain_timeout", HEAL_DRAIN_TIMEOUT)),
         grace_period=None if grace < 0 else grace,
+        options=_drain_options(params),
     )
 
 
@@ -456,7 +479,11 @@ def _delete_pods_of_lost_node(ctx, api, name: str, policy: RemovalPolicy) -> Non
     except (kube.ApiException, OSError) as err:
         ctx.logger.warning(f"Could not delete the pods of {name} ({err}); deleting the Node")
         return
-    ctx.logger.info(f"Node {name}: deleted {len(pods)} pod(s): {', '.join(pods) or 'none'}")
+    names = ", ".join(drain_policy.pod_key(pod) for pod in pods) or "none"
+    ctx.logger.info(f"Node {name}: deleted {len(pods)} pod(s): {names}")
+    lost = drain_policy.refusals(pods, STRICT)
+    if lost:  # a drain would have refused them; here the host had lost them already
+        ctx.logger.warning(f"Lost with the host {name}, as nothing could move them: {lost}")
 
 
 @operation(resumable=True)

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from kubernetes import client
 
-from . import kube
+from . import drain_policy, kube
+from .drain_policy import STRICT, DrainOptions, DrainRefused
 from .resources import HOSTNAME_LABEL, Cluster, ObjectRef, ResourceError
 
 METHODS = ("evict", "affinity")
@@ -32,6 +33,7 @@ class Migration:
     method: str = "evict"
     timeout: float = 300
     grace_period: int | None = None  # evict: seconds the evicted pods get; None: their own
+    drain: DrainOptions = STRICT  # what moving the pods may lose (their emptyDir data)
 
     def problems(self) -> list[str]:
         found = []
@@ -73,6 +75,7 @@ def migrate(cluster: Cluster, move: Migration, log: Callable[[str], None]) -> di
         raise ResourceError(f"{move.workload} does not exist")
     selector = pod_selector(deployment)
     _check_nodes(core, move)
+    _refuse_data_loss(core, move, selector)
     before = pods_by_node(core, move.workload.namespace, selector)
     log(f"{move.workload}: pods before the move: {_describe(before)}")
     if move.method == "evict":
@@ -108,12 +111,25 @@ def _check_nodes(core: client.CoreV1Api, move: Migration) -> None:
         raise ResourceError(f"Node {move.to_node} cannot take pods: {state}, cordoned: {cordoned}")
 
 
+def _refuse_data_loss(core: client.CoreV1Api, move: Migration, selector: str) -> None:
+    """Either way the pods leaving from_node are replaced, so their emptyDir data is lost:
+    refused, as a drain refuses it, unless move.drain allows it."""
+    pods = core.list_namespaced_pod(
+        move.workload.namespace,
+        label_selector=selector,
+        field_selector=f"spec.nodeName={move.from_node}",
+    ).items
+    refused = drain_policy.refusals(pods, move.drain)
+    if refused:
+        raise ResourceError(str(DrainRefused({move.from_node: refused})))
+
+
 def _by_eviction(cluster: Cluster, core: client.CoreV1Api, move: Migration, selector: str) -> None:
     was_cordoned = bool(core.read_node(move.from_node).spec.unschedulable)
     deadline = time.monotonic() + move.timeout
     pods = kube.PodFilter(move.workload.namespace, selector)
     try:
-        result = kube.drain(core, move.from_node, move.timeout, move.grace_period, pods)
+        result = kube.drain(core, move.from_node, move.timeout, move.grace_period, pods, move.drain)
         if not result.complete:
             blocked = ", ".join(f"{pod} ({why})" for pod, why in result.blocked.items())
             raise ResourceError(

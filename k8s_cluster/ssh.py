@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import errno
 import secrets
 import shlex
 from collections.abc import Iterable, Mapping
@@ -24,12 +25,42 @@ COMMAND_TIMEOUT = 1200
 
 
 class RemoteError(Exception):
-    """A command failed on a host. The message is already redacted."""
+    """A command failed on a host. The message is already redacted. reason: the failure in a
+    few plain words (failure_words for a connection that failed; else the detail)."""
 
-    def __init__(self, host: str, what: str, detail: str, exit_code: int | None = None):
+    def __init__(
+        self, host: str, what: str, detail: str, exit_code: int | None = None, reason: str = ""
+    ):
         self.host = host
         self.exit_code = exit_code
+        self.reason = reason or detail
         super().__init__(f"{host}: {what}: {detail}".rstrip(": "))
+
+
+NO_ROUTE = (errno.EHOSTUNREACH, errno.ENETUNREACH)
+# paramiko's words when the peer accepted TCP but never spoke SSH in time (a hung machine)
+SILENT_PEER = ("Error reading SSH protocol banner", "No existing session", "timed out")
+
+
+def failure_words(err: BaseException) -> str:
+    """Why an SSH connection failed, in a user's words: timed out, connection refused, no route
+    to host, authentication refused or host key mismatch; else the library's own message."""
+    if isinstance(err, paramiko.BadHostKeyException):
+        return "host key mismatch"
+    if isinstance(err, paramiko.AuthenticationException):
+        return "authentication refused"
+    if isinstance(err, paramiko.ssh_exception.NoValidConnectionsError):
+        err = next(iter(err.errors.values()))  # one address: the error connecting to it
+    if isinstance(err, TimeoutError):
+        return "timed out"
+    if isinstance(err, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(err, OSError) and err.errno in NO_ROUTE:
+        return "no route to host"
+    text = str(err)
+    if any(words in text for words in SILENT_PEER):
+        return "timed out"
+    return text
 
 
 @dataclass(frozen=True)
@@ -98,11 +129,16 @@ class Remote:
             self._conn.open()
         except paramiko.BadHostKeyException as err:
             raise RemoteError(
-                self.host.name, "SSH host key mismatch (refusing to connect)", str(err)
+                self.host.name,
+                "SSH host key mismatch (refusing to connect)",
+                str(err),
+                reason=failure_words(err),
             ) from err
         except (paramiko.SSHException, OSError) as err:
             what = f"cannot SSH to {self.host.address}"
-            raise RemoteError(self.host.name, what, str(err)) from err
+            words = failure_words(err)
+            detail = words if words == str(err) else f"{words} ({err})"
+            raise RemoteError(self.host.name, what, detail, reason=words) from err
         self._conn.transport.set_keepalive(KEEPALIVE_INTERVAL)
 
     def close(self) -> None:
@@ -125,13 +161,19 @@ class Remote:
         """Run `command` as root. `what` names the step in errors; output is redacted."""
         prefix = "".join(f"export {k}={shlex.quote(v)}; " for k, v in (env or {}).items())
         try:
-            raw = self._conn.run(
-                self._as_root(prefix + command), hide=True, warn=True, timeout=timeout, pty=False
+            raw = self._conn.run(  # in_stream=False: never forward cfy's own stdin
+                self._as_root(prefix + command),
+                hide=True,
+                warn=True,
+                timeout=timeout,
+                pty=False,
+                in_stream=False,
             )
         except CommandTimedOut as err:
             raise RemoteError(self.host.name, what, f"timed out after {timeout} s") from err
         except (paramiko.SSHException, OSError, EOFError) as err:
-            raise RemoteError(self.host.name, what, f"SSH failed: {err}") from err
+            reason = failure_words(err)
+            raise RemoteError(self.host.name, what, f"SSH failed: {err}", reason=reason) from err
         result = Result(
             raw.exited, redact(raw.stdout, self.secrets), redact(raw.stderr, self.secrets)
         )

@@ -120,4 +120,4 @@ def shared_cluster(cfy, bundle, tmp_path_factory) -> dict:
         cfy("install", "blueprints/k8s-cluster.yaml", "-b", deployment, "-i", str(inputs))
         yield cfy.outputs(deployment)
     finally:
-        cfy("uninstall", "-b", deployment, check=False)
+        cfy.tear_down(deployment)

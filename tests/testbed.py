@@ -155,6 +155,7 @@ class Cfy:
 
     def __init__(self, workdir: Path, state_dir: Path):
         self.env = dict(os.environ, CFY_WORKDIR=str(workdir), K8S_CLUSTER_STATE_DIR=str(state_dir))
+        self.workdir = workdir
         self.state_dir = state_dir
         self.transcript: list[str] = []
 
@@ -171,6 +172,12 @@ class Cfy:
                 f"{result.stderr[-3000:]}"
             )
         return result
+
+    def tear_down(self, deployment: str):
+        """A test's teardown: uninstall whatever the test left running, pods a drain would
+        refuse to lose included (as a user who means it says force and delete_emptydir_data)."""
+        told = ("-p", "force=true", "-p", "delete_emptydir_data=true")
+        return self("uninstall", "-b", deployment, *told, check=False)
 
     def outputs(self, blueprint: str) -> dict:
         result = self("deployments", "outputs", "-b", blueprint)  # JSON in local mode
@@ -298,3 +305,31 @@ def workload_manifest(
             },
         },
     }
+
+
+def keepsake_pod(name: str, node: str, image: str) -> dict:
+    """A pod that kubectl drain refuses to lose by default: no controller manages it, and it
+    keeps data in an emptyDir volume (`scratch`)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "nodeName": node,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "c",
+                    "image": image,
+                    "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+                }
+            ],
+            "volumes": [{"name": "scratch", "emptyDir": {}}],
+        },
+    }
+
+
+def create_object(kubeconfig: str, manifest: dict, folder: Path) -> None:
+    path = folder / f"{manifest['metadata']['name']}.json"
+    path.write_text(json.dumps(manifest))
+    kubectl(kubeconfig, "apply", "-f", str(path))

@@ -41,8 +41,21 @@ class ExistingProvider:
 
     def create_host(self, claim: str, role: str) -> Host:
         with self._claims() as claims:
-            address = claims.get(claim) or self._free_machine(claims, role).address
-            claims[claim] = address
+            address = self._assign(claims, claim, role)
+        return self._host(address)
+
+    def planned_hosts(self, wanted: list[tuple[str, str]]) -> list[Host]:
+        """The machines create_host would hand out to `wanted` (claim, role) pairs, claiming
+        none: what an install checks before it changes any machine."""
+        claims = json.loads(self._claims_file.read_text()) if self._claims_file.exists() else {}
+        return [self._host(self._assign(claims, claim, role)) for claim, role in wanted]
+
+    def _assign(self, claims: dict[str, str], claim: str, role: str) -> str:
+        address = claims.get(claim) or self._free_machine(claims, role).address
+        claims[claim] = address
+        return address
+
+    def _host(self, address: str) -> Host:
         machine = next(m for m in self.machines if m.address == address)
         return Host(
             name=machine.name,

@@ -42,8 +42,11 @@ from cloudify.plugins import lifecycle
 from cloudify.plugins.workflows import auto_heal_reinstall_node_subgraph
 
 from .. import kube
+from ..drain_policy import STRICT, DrainOptions
 from ..health import Health, duration, table
+from ..hosts import host_name_for
 from ..paths import deployment_state_dir
+from .drain_check import drain_options, refuse_pod_loss
 from .lifecycle import HOST_TYPE, has_cluster, parallel_tasks
 from .scale import _is_control_plane
 
@@ -225,6 +228,16 @@ class HealOptions:
     check_status: bool = True
     allow_reinstall: bool = True
     ignore_failure: bool = True
+    drain: DrainOptions = STRICT
+
+
+def refuse_pod_loss_of_live_host(ctx, host, report: Health | None, drain: DrainOptions) -> None:
+    """A host that still answers (or is taken as failed unchecked) is drained, or reset with
+    its pods' data on it: refuse, as a drain does, to lose pods `drain` does not allow to.
+    A host that does not answer has lost them already (the stop operation names them)."""
+    if report is None or report.ssh_ok:
+        name = host_name_for(host.id, host.node.properties["role"])
+        refuse_pod_loss(ctx, [name], drain, HealError)
 
 
 def heal_host(ctx, host, options: HealOptions) -> Action:
@@ -236,6 +249,7 @@ def heal_host(ctx, host, options: HealOptions) -> Action:
     if action is Action.REPLACE and not options.allow_reinstall:
         raise HealError(f"{host.id} needs its host replaced ({reason}); allow_reinstall is false.")
     require_api(ctx)
+    refuse_pod_loss_of_live_host(ctx, host, report, options.drain)
     ctx.logger.info(f"Healing {host.id}: {reason}; will {action.value}")
     started = time.monotonic()
     host = ctx.get_node_instance(host.id)  # the check refreshed the instances
@@ -346,6 +360,8 @@ def heal(
     check_status=True,
     allow_reinstall=True,
     diagnose_value="Not provided",
+    force=False,
+    delete_emptydir_data=False,
     **_,
 ):
     """Parameters: see `heal` in blueprints/types/base.yaml. The drain parameters are read by
@@ -365,10 +381,15 @@ def heal(
         )
         return
     check_removal_parameters(drain_timeout, pod_eviction_grace_period)
+    drain = drain_options(force, delete_emptydir_data, HealError)
     host = heal_target(ctx, node_instance_id)
     ctx.logger.info(f"Heal of {host.id}; diagnosis: {diagnose_value}")
     options = HealOptions(
-        bool(force_reinstall), bool(check_status), bool(allow_reinstall), bool(ignore_failure)
+        bool(force_reinstall),
+        bool(check_status),
+        bool(allow_reinstall),
+        bool(ignore_failure),
+        drain,
     )
     with heal_lock(ctx), parallel_tasks(ctx):
         heal_host(ctx, host, options)
@@ -382,11 +403,14 @@ def auto_heal(
     drain_timeout=300,
     pod_eviction_grace_period=-1,
     ignore_failure=True,
+    force=False,
+    delete_emptydir_data=False,
     **_,
 ):
     """Parameters: see `auto_heal` in blueprints/types/base.yaml."""
     threshold = _number("unhealthy_threshold", unhealthy_threshold, 0)
     check_removal_parameters(drain_timeout, pod_eviction_grace_period)
+    drain = drain_options(force, delete_emptydir_data, HealError)
     unhealthy_limit(max_unhealthy, 0)  # refuse a malformed value before anything runs
     with heal_lock(ctx), parallel_tasks(ctx):
         reports = check_hosts(ctx, host_instances(ctx))
@@ -405,5 +429,5 @@ def auto_heal(
             heal_host(
                 ctx,
                 ctx.get_node_instance(report.instance),
-                HealOptions(ignore_failure=bool(ignore_failure)),
+                HealOptions(ignore_failure=bool(ignore_failure), drain=drain),
             )

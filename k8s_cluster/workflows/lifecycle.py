@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -11,14 +12,22 @@ from cloudify.plugins import lifecycle
 from cloudify.workflows.workflow_context import LocalTasksProcessing
 
 from ..hosts import host_name_for
+from ..hosts.existing import ExistingProviderError
 from ..hosts.provider import provider_for
 from ..inputs import ClusterSpec, InputError, validate
 from ..paths import deployment_state_dir
+from ..ssh import Remote, RemoteError
+from .drain_check import drain_options, pod_loss
 
 CLUSTER_TYPE = "k8s.nodes.Cluster"
 HOST_TYPE = "k8s.nodes.Host"
 MIN_PARALLEL_TASKS = 4
 MAX_PARALLEL_TASKS = 64
+
+
+class UninstallError(NonRecoverableError):
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"{problem} Nothing was changed.")
 
 
 def cluster_spec(ctx) -> ClusterSpec:
@@ -72,6 +81,65 @@ def refuse_to_orphan_hosts(ctx, spec: ClusterSpec) -> None:
         )
 
 
+def worker_hosts(ctx) -> dict[str, object]:
+    """Host name (the Node name) -> worker host node instance."""
+    hosts = {}
+    for instance in ctx.node_instances:
+        if HOST_TYPE in instance.node.type_hierarchy:
+            role = instance.node.properties["role"]
+            if role == "worker":
+                hosts[host_name_for(instance.id, role)] = instance
+    return hosts
+
+
+def worker_names(ctx, instance_ids) -> set[str]:
+    """The Node names of the worker hosts among `instance_ids`."""
+    wanted = set(instance_ids)
+    return {name for name, instance in worker_hosts(ctx).items() if instance.id in wanted}
+
+
+MACHINE_CHECK_TIMEOUT = 10
+
+
+def refuse_machines_that_do_not_answer(ctx, spec: ClusterSpec) -> None:
+    """existing: every machine this install will use must answer over SSH, as its listed (or
+    known) host key says, before any of them is changed: a wrong host key, a wrong user or key,
+    or a machine that is down is refused with nothing done anywhere."""
+    if spec.provider != "existing":
+        return
+    provider = provider_for(spec, ctx.deployment.id, deployment_state_dir(ctx.deployment.id))
+    wanted = [
+        (host_name_for(i.id, i.node.properties["role"]), i.node.properties["role"])
+        for i in ctx.node_instances
+        if HOST_TYPE in i.node.type_hierarchy
+    ]
+    try:
+        hosts = provider.planned_hosts(wanted)
+    except ExistingProviderError as err:
+        raise NonRecoverableError(f"{err}. Nothing was changed.") from None
+    with ThreadPoolExecutor(max(1, min(len(hosts), MAX_PARALLEL_TASKS))) as pool:
+        answers = list(pool.map(_answer_of, hosts))
+    problems = [
+        f"{h.name} ({h.user}@{h.address}): {a}" for h, a in zip(hosts, answers, strict=True) if a
+    ]
+    if problems:
+        raise NonRecoverableError(
+            "existing machines that do not answer over SSH: "
+            + "; ".join(problems)
+            + ". Nothing was changed."
+        )
+
+
+def _answer_of(host) -> str:
+    """'' when the host answers over SSH (and sudo works); else why not, in plain words."""
+    try:
+        with Remote(host, timeout=MACHINE_CHECK_TIMEOUT) as remote:
+            remote.run("true", what="check sudo", timeout=MACHINE_CHECK_TIMEOUT)
+    except RemoteError as err:
+        return err.reason
+    return ""
+
+
 def has_cluster(ctx) -> bool:
     return any(CLUSTER_TYPE in node.type_hierarchy for node in ctx.nodes)
 
@@ -81,6 +149,7 @@ def install(ctx, **_):
     if has_cluster(ctx):  # blueprints of Kubernetes objects (k8s-app.yaml) have none
         spec = cluster_spec(ctx)
         refuse_to_orphan_hosts(ctx, spec)
+        refuse_machines_that_do_not_answer(ctx, spec)
         ctx.logger.info(
             f"Installing a Kubernetes {spec.kubernetes_version} cluster on {spec.provider} "
             f"hosts: {spec.control_plane_count} control plane, {spec.worker_count} workers"
@@ -92,7 +161,18 @@ def install(ctx, **_):
 
 
 @workflow
-def uninstall(ctx, ignore_failure=False, **_):
+def uninstall(ctx, ignore_failure=False, force=False, delete_emptydir_data=False, **_):
+    """The workers are drained before they go, by the drains' rules (drain_check): pods that
+    force and delete_emptydir_data do not allow to lose make it refuse, with nothing changed."""
+    if has_cluster(ctx):
+        options = drain_options(force, delete_emptydir_data, UninstallError)
+        try:
+            loss = pod_loss(ctx, worker_hosts(ctx), options)
+        except Exception as err:  # a broken cluster must still be removable
+            ctx.logger.warning(f"Could not list the workers' pods before draining them: {err}")
+            loss = ""
+        if loss:
+            raise UninstallError(loss)
     with parallel_tasks(ctx):
         lifecycle.uninstall_node_instances(
             graph=ctx.graph_mode(),

@@ -8,6 +8,7 @@ from cloudify.exceptions import NonRecoverableError
 from ..pod_migration import Migration, migrate
 from ..resource_operations import CONNECTION_TYPE, api_errors, connection_from
 from ..resources import Cluster, ObjectRef
+from .drain_check import drain_options
 from .parameters import ParameterError, name_list
 
 OBJECT_TYPE = "k8s.resources.Object"
@@ -61,10 +62,21 @@ def update_resources(ctx, node_ids=(), overrides=None, **_):
 
 @workflow
 def migrate_pods(
-    ctx, workload, from_node, to_node="", method="evict", timeout=300, grace_period=-1, **_
+    ctx,
+    workload,
+    from_node,
+    to_node="",
+    method="evict",
+    timeout=300,
+    grace_period=-1,
+    delete_emptydir_data=False,
+    **_,
 ):
     """Move the pods of a Deployment node (`workload`, a node id) from one Kubernetes Node to
-    another, within its PodDisruptionBudgets (see k8s_cluster.pod_migration)."""
+    another, within its PodDisruptionBudgets (see k8s_cluster.pod_migration). Pods with
+    emptyDir data move only with delete_emptydir_data (their controller owns them: force is
+    never needed)."""
+    drain = drain_options(False, delete_emptydir_data, NonRecoverableError)
     instance = _single_instance(ctx, workload)
     refs = [ObjectRef.from_dict(d) for d in instance.runtime_properties.get("objects", [])]
     deployments = [ref for ref in refs if ref.kind == "Deployment"]
@@ -73,7 +85,7 @@ def migrate_pods(
             f"{workload} holds no Deployment (objects: {', '.join(map(str, refs))})"
         )
     grace = None if int(grace_period) < 0 else int(grace_period)
-    move = Migration(deployments[0], from_node, to_node, method, float(timeout), grace)
+    move = Migration(deployments[0], from_node, to_node, method, float(timeout), grace, drain)
     with api_errors():
         cluster = Cluster(_connection(ctx, instance).api_client())
         placed = migrate(cluster, move, ctx.logger.info)

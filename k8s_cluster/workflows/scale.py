@@ -15,8 +15,11 @@ mode and count as the oldest. A group instance is as new as its newest member in
 they contain is not counted); ties go to the higher id. The choice is made here and given to
 `scale_entity` as include_instances: left to itself it removes instances in no set order.
 
-The drain parameters are not used here: the Worker's stop operation (remove_worker_node) reads
-them from this execution's parameters, see `k8s_cluster.operations.removal_policy`.
+Before anything changes, the removed workers' pods are checked as their drains will check them
+(drain_check): a pod no controller manages, or one with emptyDir data, is refused unless force
+or delete_emptydir_data allow it. The drain itself is the Worker's stop operation
+(remove_worker_node), which reads the drain parameters from this execution's parameters, see
+`k8s_cluster.operations.removal_policy`.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from cloudify.decorators import workflow
 from cloudify.exceptions import NonRecoverableError
 from cloudify.plugins.workflows import scale_entity
 
-from .lifecycle import HOST_TYPE, parallel_tasks
+from .drain_check import drain_options, refuse_pod_loss
+from .lifecycle import HOST_TYPE, parallel_tasks, worker_names
 from .local_modification import local_modifications
 from .parameters import ParameterError, name_list
 from .storage import refuse_bound_removal
@@ -71,11 +75,14 @@ def scale(
     drain_grace_period=-1,
     allow_ungraceful_removal=False,
     allow_bound_volume_removal=False,
+    force=False,
+    delete_emptydir_data=False,
     **kwargs,
 ):
     """Parameters: see `scale` in blueprints/types/base.yaml."""
     delta = _integer("delta", delta)
     check_drain_parameters(drain_timeout, drain_grace_period, allow_ungraceful_removal)
+    drain = drain_options(force, delete_emptydir_data, ScaleError)
     entity = resolve_entity(ctx, scalable_entity_name, scale_compute)
     if delta == 0:
         ctx.logger.info(f"delta is 0: {entity.name} keeps its {entity.current} instance(s)")
@@ -87,8 +94,10 @@ def scale(
     if delta > 0 and (include or exclude):
         raise ScaleError("include_instances and exclude_instances are only for scaling in")
     removed = choose_removed(ctx, entity, -delta, include, exclude) if delta < 0 else {}
+    removed_ids = [i for ids in removed.values() for i in ids]
     if removed and allow_bound_volume_removal is not True:
-        refuse_bound_removal(ctx, [i for ids in removed.values() for i in ids])
+        refuse_bound_removal(ctx, removed_ids)
+    refuse_pod_loss(ctx, worker_names(ctx, removed_ids), drain, ScaleError)
     ctx.logger.info(
         f"Scaling {entity.name} from {entity.current} to {entity.current + delta} instance(s)"
         + "".join(f"; removing {unit} ({', '.join(ids)})" for unit, ids in removed.items())

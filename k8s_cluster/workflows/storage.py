@@ -13,11 +13,11 @@ from cloudify.decorators import workflow
 from cloudify.exceptions import NonRecoverableError
 
 from .. import kube, storage
-from ..hosts import Host, host_name_for
+from ..hosts import Host
 from ..hosts.provider import provider_for
 from ..paths import deployment_state_dir
 from ..ssh import Remote, RemoteError
-from .lifecycle import HOST_TYPE, cluster_spec
+from .lifecycle import cluster_spec, worker_hosts
 from .parameters import ParameterError, name_list
 
 NOTHING_CREATED = "Nothing was created."
@@ -27,24 +27,13 @@ class StorageError(NonRecoverableError):
     pass
 
 
-def _workers(ctx) -> dict[str, object]:
-    """Host name -> worker host node instance."""
-    hosts = {}
-    for instance in ctx.node_instances:
-        if HOST_TYPE in instance.node.type_hierarchy:
-            role = instance.node.properties["role"]
-            if role == "worker":
-                hosts[host_name_for(instance.id, role)] = instance
-    return hosts
-
-
 def _targets(ctx, targets) -> dict[str, Host]:
     """Host name -> Host of each target, given as worker host instance ids or Node names."""
     try:
         wanted = name_list("targets", targets)
     except ParameterError as err:
         raise StorageError(str(err)) from None
-    workers = _workers(ctx)
+    workers = worker_hosts(ctx)
     by_id = {instance.id: name for name, instance in workers.items()}
     unknown = [t for t in wanted if t not in workers and t not in by_id]
     if not wanted or unknown:
@@ -124,7 +113,8 @@ def remove_volume(ctx, name, targets=None, force=False, **_):
     if bound and not force:
         raise StorageError(storage.bound_refusal(bound, "force=true") + ". Nothing was removed.")
     hosts = {
-        v.host: Host.from_dict(_workers(ctx)[v.host].runtime_properties["host"]) for v in volumes
+        v.host: Host.from_dict(worker_hosts(ctx)[v.host].runtime_properties["host"])
+        for v in volumes
     }
     for volume in volumes:
         remote = _session(hosts[volume.host])
@@ -149,7 +139,7 @@ def list_volumes(ctx, **_):
 
 def refuse_bound_removal(ctx, instance_ids) -> None:
     """Scale-in's guard: refuse to remove workers holding a volume bound to a claim."""
-    name_of = {instance.id: name for name, instance in _workers(ctx).items()}
+    name_of = {instance.id: name for name, instance in worker_hosts(ctx).items()}
     hosts = {name_of[i] for i in instance_ids if i in name_of}
     state = deployment_state_dir(ctx.deployment.id)
     volumes = [v for host in sorted(hosts) for v in storage.recorded(state, host)]

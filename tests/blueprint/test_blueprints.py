@@ -118,3 +118,67 @@ def test_wagon_builds_with_the_plugin_and_its_resources(tmp_path):
         "k8s_cluster/templates/kubeadm-init.yaml.j2",
     ):
         assert resource in files
+
+
+# Each single-value input is checked by cfy itself, from the blueprint's constraints, before
+# any plan exists (on a manager too); the validation step checks it again, with the same bounds.
+# value -> (the blueprint accepts it, the validation accepts it)
+SINGLE_VALUES = {
+    "worker_count": {-1: (False, False), 0: (True, True), 100: (True, True), 101: (False, False)},
+    "min_workers": {-1: (False, False), 0: (True, True), 2: (True, True), 101: (False, False)},
+    "control_plane_count": {0: (False, False), 1: (True, True), 3: (False, False)},
+    "kubernetes_version": {
+        "1.37": (True, True),
+        "v1.37.2": (True, True),
+        "1.30": (True, True),
+        "1.100": (True, True),
+        "1.29": (False, False),
+        "2.0": (False, False),
+        "1.37.x": (False, False),
+    },
+    "ssh_user": {"root": (True, True), "deploy_2": (True, True), "root; rm": (False, False)},
+    "node_monitor_grace_period": {
+        "40s": (True, True),
+        "2m": (True, True),
+        "40": (False, False),
+        "0s": (False, False),
+        "5s": (True, False),  # the range (10s to 60m) is the validation's alone
+    },
+}
+
+
+def _blueprint_accepts(plan, name, value) -> bool:
+    from dsl_parser.tasks import prepare_deployment_plan
+
+    try:
+        prepare_deployment_plan(plan, inputs={name: value})
+    except Exception as err:  # the DSL parser's own error types
+        assert name in str(err) and str(value) in str(err), err
+        return False
+    return True
+
+
+def _validation_accepts(name, value) -> bool:
+    from k8s_cluster.inputs import DEFAULTS, InputError, validate
+
+    try:
+        validate({**DEFAULTS, name: value}, ROOT)
+    except InputError as err:
+        return not [line for line in err.problems if line.startswith(name)]
+    return True
+
+
+@pytest.mark.parametrize("name", sorted(SINGLE_VALUES))
+def test_single_value_bounds_are_the_blueprints_and_the_validations(name):
+    plan = parse_from_path(str(ROOT / "blueprints" / "k8s-cluster.yaml"))
+    for value, (blueprint, validation) in SINGLE_VALUES[name].items():
+        assert _blueprint_accepts(plan, name, value) == blueprint, value
+        assert _validation_accepts(name, value) == validation, value
+
+
+def test_the_scaling_group_stops_where_worker_count_does():
+    from k8s_cluster.inputs import MAX_WORKERS
+
+    plan = parse_from_path(str(ROOT / "blueprints" / "k8s-cluster.yaml"))
+    policy = plan["scaling_groups"]["workers"]["properties"]
+    assert policy["max_instances"] == MAX_WORKERS

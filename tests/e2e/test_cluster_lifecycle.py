@@ -34,7 +34,7 @@ def cluster(cfy, inputs_file):
         print(f"\ninstall of 1 control plane + 2 workers: {result.seconds:.1f} s wall time")
         yield cfy.outputs(DEPLOYMENT)
     finally:
-        cfy("uninstall", "-b", DEPLOYMENT, check=False)
+        cfy.tear_down(DEPLOYMENT)
 
 
 def node_table(kubeconfig: str) -> dict[str, dict]:

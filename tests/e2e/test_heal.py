@@ -14,7 +14,17 @@ import pytest
 import yaml
 
 from k8s_cluster.hosts.local import LocalProvider
-from tests.testbed import CFY, ROOT, SUBNET, Kubectl, kubectl, wait_for, workload_manifest
+from tests.testbed import (
+    CFY,
+    ROOT,
+    SUBNET,
+    Kubectl,
+    create_object,
+    keepsake_pod,
+    kubectl,
+    wait_for,
+    workload_manifest,
+)
 
 BLUEPRINT = "blueprints/k8s-cluster.yaml"
 DEPLOYMENT = "heal"
@@ -166,7 +176,7 @@ def cluster(cfy, inputs_file, bundle, tmp_path_factory):
         env.wait("the Deployment running", env.web_running)
         yield env
     finally:
-        cfy("uninstall", "-b", DEPLOYMENT, check=False)
+        cfy.tear_down(DEPLOYMENT)
 
 
 @pytest.fixture
@@ -262,12 +272,25 @@ def test_hung_worker_is_checked_in_seconds_and_replaced(healthy, capsys):
 
 
 def test_stopped_kubelet_gets_the_node_software_reinstalled_on_the_same_host(healthy):
+    """The host still answers, so its pods' data is still there: like a drain, heal refuses
+    to lose a pod no controller manages or emptyDir data unless told (nothing changed)."""
     worker = healthy.workers()[2]
     host_key = healthy.instances()[worker]["runtime_properties"]["host"]["host_key"]
+    create_object(
+        healthy.kubeconfig, keepsake_pod("keepsake", worker, healthy.image), healthy.tmp_path
+    )
+    healthy.wait_for_pod_ip("keepsake")
     before = healthy.nodes()
     healthy.lxc(worker, "systemctl", "stop", "kubelet")
 
-    result = healthy.heal(worker)
+    refused = healthy.heal(worker, check=False)
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0
+    assert "default/keepsake: no controller manages it" in output, output[-3000:]
+    assert "emptyDir volume(s) scratch" in output and "Nothing was changed" in output
+    assert healthy.nodes()[worker]["uid"] == before[worker]["uid"]
+
+    result = healthy.heal(worker, "force=true", "delete_emptydir_data=true")
     output = result.stdout + result.stderr
     assert "reinstall the node software on the same host" in output
     assert "kubelet inactive" in output

@@ -290,6 +290,23 @@ def migrate(cfy, **parameters) -> None:
     cfy("executions", "start", "migrate_pods", "-b", APP, "-p", json.dumps(parameters))
 
 
+def test_migrate_pods_refuses_to_lose_emptydir_data_unless_told(app, cluster, kubeconfig, cfy):
+    before = pods_by_node(kubeconfig)
+    source = max(before, key=before.get)
+    target = next(w["name"] for w in cluster["worker_nodes"] if w["name"] != source)
+    parameters = {"workload": "app", "from_node": source, "to_node": target}
+    refused = cfy(
+        "executions", "start", "migrate_pods", "-b", APP, "-p", json.dumps(parameters),
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert f"{source}: {NAMESPACE}/web-" in refused.stdout, refused.stdout[-3000:]
+    assert "emptyDir volume(s) cache" in refused.stdout
+    assert pods_by_node(kubeconfig) == before
+    nodes = get_json(kubeconfig, "nodes")["items"]
+    assert not [n["metadata"]["name"] for n in nodes if n["spec"].get("unschedulable")]
+
+
 @pytest.mark.parametrize("method", ["evict", "affinity"])
 def test_migrate_pods_moves_them_and_keeps_min_available(app, cluster, kubeconfig, cfy, method):
     workers = sorted(w["name"] for w in cluster["worker_nodes"])
@@ -299,7 +316,13 @@ def test_migrate_pods_moves_them_and_keeps_min_available(app, cluster, kubeconfi
     assert before.get(source), before
     with AvailabilityWatch(kubeconfig) as watch:
         migrate(
-            cfy, workload="app", from_node=source, to_node=target, method=method, grace_period=1
+            cfy,
+            workload="app",
+            from_node=source,
+            to_node=target,
+            method=method,
+            grace_period=1,
+            delete_emptydir_data=True,
         )
     print(f"\n{method}: fewest ready pods seen during the move: {watch.lowest}")
     assert pods_by_node(kubeconfig) == {target: 3}

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from tests.testbed import SUBNET, kubectl
+from tests.testbed import SUBNET, create_object, keepsake_pod, kubectl
 
 BLUEPRINT = "blueprints/k8s-cluster.yaml"
 DEPLOYMENT = "k8s-scale"
@@ -30,7 +30,7 @@ def cluster(cfy, inputs_file, tmp_path_factory):
         cfy("install", BLUEPRINT, "-b", DEPLOYMENT, "-i", str(path))
         yield cfy.outputs(DEPLOYMENT)["kubeconfig_path"]
     finally:
-        cfy("uninstall", "-b", DEPLOYMENT, check=False)
+        cfy.tear_down(DEPLOYMENT)
 
 
 def scale(cfy, delta: int, *params: str, check: bool = True):
@@ -132,6 +132,35 @@ def test_a_failed_scale_out_rolls_back_and_can_be_rerun(cfy, cluster):
     assert len(containers) == 1 + len(before_workers), containers
     scale(cfy, 1)  # the same command, once the fault is gone
     assert_cluster_matches_outputs(cfy, cluster, len(before_workers) + 1)
+
+
+def test_scale_in_loses_a_bare_pod_or_emptydir_data_only_when_told(cfy, cluster, bundle, tmp_path):
+    """As kubectl drain: refused by default with the pod named and nothing changed; each of
+    force and delete_emptydir_data allows exactly its own loss."""
+    worker = workers_in_outputs(cfy)[-1]
+    instance = "worker_host_" + worker.split("-", 1)[1]
+    create_object(cluster, keepsake_pod("keepsake", worker, bundle.test_image), tmp_path)
+    before = workers_in_outputs(cfy)
+    chosen = f"include_instances=[{instance}]"
+
+    refused = scale(cfy, -1, chosen, check=False)
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0
+    assert "default/keepsake: no controller manages it" in output, output[-3000:]
+    assert "emptyDir volume(s) scratch" in output and "Nothing was changed" in output
+    assert workers_in_outputs(cfy) == before
+    assert_cluster_matches_outputs(cfy, cluster, len(before))  # not even cordoned
+
+    forced = scale(cfy, -1, chosen, "force=true", check=False)
+    output = forced.stdout + forced.stderr
+    assert forced.returncode != 0 and "no controller manages it" not in output
+    assert "emptyDir volume(s) scratch" in output, output[-3000:]
+    assert workers_in_outputs(cfy) == before
+
+    scale(cfy, -1, chosen, "force=true", "delete_emptydir_data=true")
+    assert worker not in workers_in_outputs(cfy)
+    assert_cluster_matches_outputs(cfy, cluster, len(before) - 1)
+    assert "keepsake" not in kubectl(cluster, "get", "pods", "-o", "name")
 
 
 # --- a workload with a disruption budget ------------------------------------------------------

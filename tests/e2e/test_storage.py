@@ -25,7 +25,7 @@ def cluster(cfy, inputs_file):
         cfy("install", BLUEPRINT, "-b", DEPLOYMENT, "-i", str(inputs_file))
         yield cfy.outputs(DEPLOYMENT)["kubeconfig_path"]
     finally:
-        cfy("uninstall", "-b", DEPLOYMENT, check=False)
+        cfy.tear_down(DEPLOYMENT)
 
 
 @pytest.fixture(scope="module")

@@ -63,7 +63,7 @@ def test_declared_volumes_follow_install_heal_and_uninstall(cfy, inputs_file, bl
         assert pvs(kubeconfig) == {f"{w['name']}-cache": "Available" for w in workers}
         assert on_host(provider, worker, "findmnt -n -o FSTYPE /mnt/k8s-volumes/cache") == "ext4\n"
     finally:
-        cfy("uninstall", "-b", DEPLOYMENT, check=False)
+        cfy.tear_down(DEPLOYMENT)
     assert not (cfy.state_dir / DEPLOYMENT).exists()
     loops = subprocess.run(["losetup", "-j", str(backing)], capture_output=True, text=True)
     assert loops.stdout == ""

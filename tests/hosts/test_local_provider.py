@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import paramiko
@@ -23,6 +24,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from k8s_cluster import health
 from k8s_cluster.hosts import Host
 from k8s_cluster.hosts.local import LocalProvider, host_nameservers, validate_host_name
 from k8s_cluster.hosts.lxc_network import bridge_name, parse_subnet, veth_name
@@ -231,6 +233,36 @@ class TestLocalHosts:
         with pytest.raises((OSError, paramiko.SSHException)):
             connect(hosts[name], timeout=2)
         assert provider.create_host(name) == hosts[name]
+
+    def test_ssh_failures_are_said_in_plain_words(
+        self, provider: LocalProvider, hosts: dict[str, Host], tmp_path: Path
+    ) -> None:
+        """What check_cluster's SSH column says, for each way a real host can fail to answer."""
+        host, other = hosts[NAMES[0]], hosts[NAMES[1]]
+        stranger = tmp_path / "id_stranger"  # a key the host never authorized
+        stranger.write_bytes(
+            Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.OpenSSH,
+                serialization.NoEncryption(),
+            )
+        )
+        stranger.chmod(0o600)
+        unused = str(provider.network.host_address(200))  # on the bridge, no host there
+        cases = {
+            "host key mismatch": replace(host, host_key=other.host_key),
+            "authentication refused": replace(host, key_file=str(stranger)),
+            "connection refused": replace(host, port=2222),
+            "no route to host": replace(host, address=unused),
+        }
+        for words, case in cases.items():
+            assert health.probe_host(case, timeout=8) == (words, "unknown"), words
+        provider.freeze(NAMES[1])
+        try:
+            assert health.probe_host(other, timeout=3) == ("timed out", "unknown")
+        finally:
+            provider.create_host(NAMES[1])
+        assert health.probe_host(host, timeout=8)[0] == health.SSH_OK
 
     def test_half_created_host_is_completed(self, provider: LocalProvider) -> None:
         # A crash while defining the container leaves a directory without its config.

@@ -38,6 +38,20 @@ def test_machines_are_handed_out_by_role_and_claims_are_stable(tmp_path):
     assert ExistingProvider(MACHINES, tmp_path).create_host("worker-bbb", "worker") == w1
 
 
+def test_the_plan_is_what_create_would_hand_out_and_claims_nothing(tmp_path):
+    provider = ExistingProvider(MACHINES, tmp_path)
+    provider.create_host("worker-bbb", "worker")
+    wanted = [("cp-aaa", "control-plane"), ("worker-ccc", "worker"), ("worker-bbb", "worker")]
+    planned = provider.planned_hosts(wanted)
+    assert [h.address for h in planned] == ["192.0.2.10", "192.0.2.12", "192.0.2.11"]
+    assert [provider.create_host(claim, role) for claim, role in wanted] == planned
+    with pytest.raises(ExistingProviderError, match="no free machine with role worker"):
+        ExistingProvider(MACHINES, tmp_path / "new").planned_hosts(
+            [(f"w{i}", "worker") for i in range(3)]
+        )
+    assert not (tmp_path / "new").exists()
+
+
 def test_no_free_machine_is_a_clear_error(tmp_path):
     provider = ExistingProvider(MACHINES, tmp_path)
     provider.create_host("worker-1", "worker")

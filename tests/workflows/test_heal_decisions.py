@@ -134,7 +134,7 @@ def test_heal_deletes_the_pods_of_a_worker_whose_kubelet_does_not(tmp_path, clus
     monkeypatch.setattr(
         kube,
         "delete_pods_of_lost_node",
-        lambda api, name, grace: deleted_pods.append((name, grace)) or ["default/web-1"],
+        lambda api, name, grace: deleted_pods.append((name, grace)) or [],
     )
     lost = report("w1", down_for=60, checked_at=time.time()).to_dict()
     operations.remove_worker_node(ctx=heal_ctx(tmp_path, lost))
@@ -155,7 +155,7 @@ class FakePods:
     def patch_node(self, name, body):
         self.patched.append(body)
 
-    def list_pod_for_all_namespaces(self, field_selector, label_selector=None):
+    def list_pod_for_all_namespaces(self, field_selector, label_selector=None, **_):
         assert field_selector == "spec.nodeName=w1"
         assert label_selector is None  # every pod of the lost node, whatever its labels
         items = [
@@ -177,7 +177,7 @@ def test_pods_of_a_lost_node_are_deleted_gracefully_then_without_grace():
     api = FakePods(["web-1", "web-2"])
     slept = []
     deleted = kube.delete_pods_of_lost_node(api, "w1", grace_period=0, sleep=slept.append)
-    assert deleted == ["default/web-1", "default/web-2"]
+    assert [pod.metadata.name for pod in deleted] == ["web-1", "web-2"]
     assert api.patched == [{"spec": {"unschedulable": True}}]
     assert api.calls == [("web-1", 0), ("web-2", 0)] and api.pods == {}
 

@@ -91,16 +91,13 @@ def _private_key(path: Path) -> None:
 
 
 def _settings(key: Path) -> dict:
-    """Cluster settings that pass validation: existing machines, which are never touched."""
+    """Cluster settings that pass validation: local hosts, which the stand-in nodes never make
+    (existing machines would be checked over SSH by install first)."""
     return {
-        "infrastructure_provider": "existing",
+        "infrastructure_provider": "local",
         "worker_count": 2,
         "ssh_private_key_file": str(key),
-        "existing_machines": [
-            {"address": "192.0.2.10", "role": "control-plane"},
-            {"address": "192.0.2.11", "role": "worker"},
-            {"address": "192.0.2.12", "role": "worker"},
-        ],
+        "local_settings": {"subnet": "10.76.0.0/24"},
     }
 
 
@@ -169,7 +166,11 @@ def test_scale_in_removes_the_newest_and_passes_drain_parameters(dep):
     dep.clear_calls()
 
     dep.scale(
-        "scalable_entity_name=workers", "delta=-1", "drain_timeout=42", "drain_grace_period=5"
+        "scalable_entity_name=workers",
+        "delta=-1",
+        "drain_timeout=42",
+        "drain_grace_period=5",
+        "delete_emptydir_data=true",
     )
 
     hosts = dep.ids("worker_host")
@@ -180,7 +181,12 @@ def test_scale_in_removes_the_newest_and_passes_drain_parameters(dep):
     assert {r["target_id"] for r in watcher["relationships"]} == hosts
     stops = [c for c in dep.calls("scale") if c["operation"] == "stop"]
     assert len(stops) == 1
-    assert stops[0]["policy"] == {"strict": True, "drain_timeout": 42.0, "grace_period": 5}
+    assert stops[0]["policy"] == {
+        "strict": True,
+        "drain_timeout": 42.0,
+        "grace_period": 5,
+        "options": {"force": False, "delete_emptydir_data": True},
+    }
 
 
 def test_scale_in_honours_include_instances(dep):
@@ -193,11 +199,17 @@ def test_scale_in_honours_include_instances(dep):
         "delta=-1",
         f"include_instances={chosen}",
         "allow_ungraceful_removal=true",
+        "force=true",
     )
 
     assert dep.ids("worker_host") == others
     stops = [c for c in dep.calls("scale") if c["operation"] == "stop"]
-    assert stops[0]["policy"] == {"strict": False, "drain_timeout": 300.0, "grace_period": None}
+    assert stops[0]["policy"] == {
+        "strict": False,
+        "drain_timeout": 300.0,
+        "grace_period": None,
+        "options": {"force": True, "delete_emptydir_data": False},
+    }
 
 
 def test_include_instances_as_users_type_it(dep):

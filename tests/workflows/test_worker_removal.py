@@ -8,6 +8,7 @@ import pytest
 from cloudify.exceptions import NonRecoverableError
 
 from k8s_cluster import kube, operations
+from k8s_cluster.drain_policy import DrainOptions, DrainRefused
 from k8s_cluster.kube import DrainResult
 
 
@@ -46,8 +47,9 @@ def cluster(monkeypatch):
     """The Kubernetes calls the operation makes, recorded; `drain` answers what is set."""
     calls = SimpleNamespace(drains=[], schedulable=[], deleted=[], drain=DrainResult())
 
-    def drain(api, name, timeout, grace_period=None):
+    def drain(api, name, timeout, grace_period=None, options=None):
         calls.drains.append((name, timeout, grace_period))
+        calls.options = options
         if isinstance(calls.drain, Exception):
             raise calls.drain
         return calls.drain
@@ -58,6 +60,7 @@ def cluster(monkeypatch):
         kube, "set_unschedulable", lambda api, name, value: calls.schedulable.append(value)
     )
     monkeypatch.setattr(kube, "delete_node", lambda api, name: calls.deleted.append(name))
+    monkeypatch.setattr(kube, "delete_join_tokens", lambda api, name: [])
     return calls
 
 
@@ -74,7 +77,12 @@ def test_policy_of_uninstall_is_bounded(tmp_path):
 def test_policy_of_scale_comes_from_the_execution(tmp_path, local):
     parameters = dict(SCALE, drain_grace_period=7)
     policy = operations.removal_policy(fake_ctx(tmp_path, "scale", parameters, local=local))
-    assert policy.__dict__ == {"strict": True, "drain_timeout": 42.0, "grace_period": 7}
+    assert policy.__dict__ == {
+        "strict": True,
+        "drain_timeout": 42.0,
+        "grace_period": 7,
+        "options": DrainOptions(force=False, delete_emptydir_data=False),
+    }
 
 
 def test_scale_drains_then_deletes(tmp_path, cluster):
@@ -112,3 +120,32 @@ def test_uninstall_removes_the_worker_anyway(tmp_path, cluster, outcome):
     operations.remove_worker_node(ctx=ctx)
     assert cluster.drains == [("w1", operations.UNINSTALL_DRAIN_TIMEOUT, None)]
     assert cluster.deleted == ["w1"] and len(ctx.logger.warnings) == 1
+
+
+@pytest.mark.parametrize("workflow", ["scale", "uninstall", "heal"])
+def test_a_drain_that_would_lose_pods_keeps_the_worker_whatever_the_workflow(
+    tmp_path, monkeypatch, cluster, workflow
+):
+    monkeypatch.setattr(operations, "_kubelet_answers", lambda ctx, api, name: True)
+    cluster.drain = DrainRefused({"w1": {"default/bare": "no controller manages it (force)"}})
+    ctx = fake_ctx(tmp_path, workflow, dict(SCALE))
+    with pytest.raises(NonRecoverableError, match=r"w1 is kept: .*default/bare"):
+        operations.remove_worker_node(ctx=ctx)
+    assert cluster.deleted == []
+
+
+@pytest.mark.parametrize("workflow", ["scale", "uninstall", "heal", "auto_heal"])
+def test_every_removal_drains_with_the_executions_force_and_emptydir_choice(
+    tmp_path, monkeypatch, cluster, workflow
+):
+    monkeypatch.setattr(operations, "_kubelet_answers", lambda ctx, api, name: True)
+    parameters = dict(SCALE, force=True, delete_emptydir_data=False)
+    operations.remove_worker_node(ctx=fake_ctx(tmp_path, workflow, parameters))
+    assert cluster.options == DrainOptions(force=True, delete_emptydir_data=False)
+
+
+def test_a_drain_choice_that_is_not_a_boolean_is_refused(tmp_path, cluster):
+    ctx = fake_ctx(tmp_path, "uninstall", {"force": "yes please"})
+    with pytest.raises(NonRecoverableError, match="force must be true or false, not 'yes please'"):
+        operations.remove_worker_node(ctx=ctx)
+    assert cluster.drains == [] and cluster.deleted == []

@@ -57,6 +57,6 @@ def create_host(**_):
 @operation
 def stop_worker(**_):
     policy = removal_policy(ctx)
-    _record(policy=policy.__dict__)
+    _record(policy={**vars(policy), "options": vars(policy.options)})
     if (_folder() / "fail-stop").exists():
         raise NonRecoverableError(f"drain of {ctx.instance.id} blocked on purpose")
