@@ -753,11 +753,12 @@ def _check_roles(
     if not roles or None in roles:
         return  # reported already; counting now would only confuse
     listed = (roles.count("control-plane"), roles.count("worker"))
-    if listed != (control_planes, workers):
+    if listed[0] != control_planes or listed[1] < workers:
         problems.lines.append(
             f"existing_machines: {listed[0]} control-plane and {listed[1]} worker machines are "
-            f"listed; expected {control_planes} control-plane and {workers} worker machines, "
-            "as control_plane_count and worker_count ask for"
+            f"listed; expected {control_planes} control-plane and at least {workers} worker "
+            "machines, as control_plane_count and worker_count ask for (further workers are "
+            "spares, which scale-out takes in the order listed)"
         )
 
 

@@ -605,14 +605,20 @@ BAD_MACHINES = [
     (
         [CP, W1],
         "existing_machines: 1 control-plane and 1 worker machines are listed",
-        "1 control-plane and 2 worker machines",
+        "1 control-plane and at least 2 worker machines",
     ),
     (
         [CP, W1, {**W2, "role": "control-plane"}],
         "existing_machines: 2 control-plane and 1 worker",
-        "1 control-plane and 2 worker",
+        "1 control-plane and at least 2 worker",
     ),
 ]
+
+
+def test_workers_listed_beyond_worker_count_are_spares_for_scale_out(key: str) -> None:
+    spare = {**W2, "address": "192.168.1.13", "name": "w3"}
+    spec = validate(existing(CP, W1, W2, spare, ssh_private_key_file=key))
+    assert [m.name for m in spec.existing_machines][-1] == "w3" and spec.worker_count == 2
 
 
 @pytest.mark.parametrize(("machines", "start", "accepted"), BAD_MACHINES)
