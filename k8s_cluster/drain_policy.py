@@ -98,7 +98,7 @@ def refusal_message(by_node: Mapping[str, Mapping[str, str]]) -> str:
         "draining would lose pods, which it does only when told (as kubectl drain does): "
         + " | ".join(lines)
         + f". Move or delete them first, or give {FORCE}=true and/or "
-        f"{DELETE_EMPTYDIR_DATA}=true."
+        f"{DELETE_EMPTYDIR_DATA}=true"
     )
 
 

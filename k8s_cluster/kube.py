@@ -77,6 +77,37 @@ def pod_ready(pod: client.V1Pod) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
+FLANNEL = "k8s-app=flannel"  # the label of flannel's DaemonSet, in its manifest and the bundle's
+FLANNEL_CONTAINER = "kube-flannel"
+
+
+def point_flannel_at_api_server(api: client.CoreV1Api, host: str, port: int) -> list[str]:
+    """flannel finds the API server at the `kubernetes` Service's address, which a node routes
+    only once kube-proxy has programmed it: until then a new node's flannel fails and restarts,
+    and the node's pods wait for their network. Give it the API server's own address instead,
+    as kube-proxy has it (Calico and Cilium take the same setting for the same reason): an env
+    the container declares wins over the one the kubelet injects. Returns the DaemonSets set."""
+    apps = apps_api(api)
+    env = [
+        {"name": "KUBERNETES_SERVICE_HOST", "value": host},
+        {"name": "KUBERNETES_SERVICE_PORT", "value": str(port)},
+    ]
+    patch = {
+        "spec": {"template": {"spec": {"containers": [{"name": FLANNEL_CONTAINER, "env": env}]}}}
+    }
+    changed = []
+    for daemon_set in apps.list_daemon_set_for_all_namespaces(label_selector=FLANNEL).items:
+        names = [c.name for c in daemon_set.spec.template.spec.containers]
+        if FLANNEL_CONTAINER not in names:
+            continue
+        meta = daemon_set.metadata
+        apps.patch_namespaced_daemon_set(
+            meta.name, meta.namespace, patch, _content_type="application/strategic-merge-patch+json"
+        )
+        changed.append(f"{meta.namespace}/{meta.name}")
+    return changed
+
+
 def daemon_pods_ready(api: client.CoreV1Api, name: str) -> tuple[bool, str]:
     """Whether the DaemonSet pods on Node `name` (its pod network, kube-proxy) run and are
     Ready: until then, pods there cannot reach the rest of the cluster. The DaemonSet

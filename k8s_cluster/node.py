@@ -83,6 +83,18 @@ class ControlPlaneInfo:
     admin_kubeconfig: str  # secret: written 0600 by the caller, never logged
 
 
+KUBELET_LEASE_SECONDS = 40  # the kubelet's default nodeLeaseDurationSeconds
+
+
+def node_lease_seconds(grace_period: str) -> int:
+    """The kubelet renews its Node's lease every quarter of the lease's duration (10 s by
+    default). With a node_monitor_grace_period no longer than that, a healthy node now and then
+    misses one and turns Unknown: the lease is made no longer than the grace period, so the
+    control plane sees four renewals in it."""
+    seconds = int(grace_period[:-1]) * (60 if grace_period.endswith("m") else 1)
+    return min(KUBELET_LEASE_SECONDS, seconds)
+
+
 def new_bootstrap_token() -> str:
     """A kubeadm bootstrap token, [a-z0-9]{6}.[a-z0-9]{16}, from a CSPRNG."""
     pick = secrets.choice
@@ -339,6 +351,7 @@ def init_control_plane(
             service_cidr=spec.service_cidr,
             cert_sans=[address, node_name],
             node_monitor_grace_period=spec.node_monitor_grace_period,
+            node_lease_seconds=node_lease_seconds(spec.node_monitor_grace_period),
             token=token,
             token_ttl=JOIN_TOKEN_TTL,
             token_description="used by kubeadm init only; deleted right after",

@@ -191,6 +191,11 @@ def init_control_plane(ctx, **_):
         kubeconfig = _state_dir(ctx) / "admin.conf"
         write_private_file(kubeconfig, info.admin_kubeconfig)
         node.apply_cni(remote, spec.cni_manifest, spec.cni_manifest_is_local)
+    pointed = kube.point_flannel_at_api_server(
+        kube.core_api(kubeconfig), host.address, node.API_PORT
+    )
+    if pointed:
+        ctx.logger.info(f"{', '.join(pointed)} reaches the API server at {host.address} directly")
     # a dict, not keywords: Cloudify's runtime-properties update() fails on keywords alone
     ctx.instance.runtime_properties.update(
         {
@@ -389,7 +394,7 @@ def _drain_for_removal(ctx, api, name: str, policy: RemovalPolicy) -> None:
             options=policy.options,
         )
     except DrainRefused as err:  # nothing changed: the worker stays, whatever the workflow
-        raise NonRecoverableError(f"{name} is kept: {err}") from None
+        raise NonRecoverableError(f"{name} is kept: {err}.") from None
     except (kube.ApiException, OSError) as err:
         if policy.strict:
             _uncordon(ctx, api, name)

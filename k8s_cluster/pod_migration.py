@@ -121,7 +121,7 @@ def _refuse_data_loss(core: client.CoreV1Api, move: Migration, selector: str) ->
     ).items
     refused = drain_policy.refusals(pods, move.drain)
     if refused:
-        raise ResourceError(str(DrainRefused({move.from_node: refused})))
+        raise ResourceError(f"{DrainRefused({move.from_node: refused})}. Nothing was changed.")
 
 
 def _by_eviction(cluster: Cluster, core: client.CoreV1Api, move: Migration, selector: str) -> None:

@@ -59,7 +59,7 @@ API_TIMEOUT = 10
 
 class HealError(NonRecoverableError):
     def __init__(self, problem: str) -> None:
-        super().__init__(f"{problem} {UNCHANGED}")
+        super().__init__(f"{problem.rstrip('.')}. {UNCHANGED}")
 
 
 class Action(Enum):

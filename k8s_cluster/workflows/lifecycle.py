@@ -27,7 +27,7 @@ MAX_PARALLEL_TASKS = 64
 
 class UninstallError(NonRecoverableError):
     def __init__(self, problem: str) -> None:
-        super().__init__(f"{problem} Nothing was changed.")
+        super().__init__(f"{problem.rstrip('.')}. Nothing was changed.")
 
 
 def cluster_spec(ctx) -> ClusterSpec:

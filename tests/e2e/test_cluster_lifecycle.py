@@ -67,6 +67,20 @@ def test_install_gives_ready_nodes_with_roles_and_correct_outputs(cluster, cfy):
     assert server["gitVersion"] == f"v{KUBERNETES_VERSION}"
 
 
+def test_the_pod_network_starts_at_the_first_try_on_every_node(cluster):
+    """flannel talks to the API server at its own address, not through the Service address
+    kube-proxy programs later: no flannel pod failed and restarted while its node came up."""
+    listed = kubectl(cluster["kubeconfig_path"], "get", "pods", "-n", "kube-flannel", "-o", "json")
+    pods = json.loads(listed)["items"]
+    assert len(pods) == 3
+    address = cluster["control_plane_node"]["address"]
+    for pod in pods:
+        flannel = next(c for c in pod["spec"]["containers"] if c["name"] == "kube-flannel")
+        assert {"name": "KUBERNETES_SERVICE_HOST", "value": address} in flannel["env"]
+        restarts = {s["name"]: s["restartCount"] for s in pod["status"]["containerStatuses"]}
+        assert restarts == {"kube-flannel": 0}, (pod["spec"]["nodeName"], restarts)
+
+
 def test_every_node_runs_the_bundles_kubelet_on_containerd_2(cluster, bundle):
     nodes = json.loads(kubectl(cluster["kubeconfig_path"], "get", "nodes", "-o", "json"))["items"]
     runtimes = {n["status"]["nodeInfo"]["containerRuntimeVersion"] for n in nodes}

@@ -240,7 +240,7 @@ def test_new_machine_address_is_published_again(app, kubeconfig, cfy):
             }
         ),
     )
-    cfy("executions", "start", "update_resources", "-b", APP, "-p", '{"node_ids": ["database"]}')
+    cfy("executions", "start", "update_resources", "-b", APP, "-p", "node_ids=[database]")
     assert endpoint_addresses(kubeconfig, "database") == [moved]
     # heal reinstalls the machine (back at its input address); routes_to's establish publishes it
     cfy(

@@ -169,7 +169,8 @@ def test_scale_in_keeps_a_worker_with_a_bound_volume_unless_allowed(
 ):
     worker = cfy.outputs(DEPLOYMENT)["worker_nodes"][-1]["name"]
     instance = "worker_host_" + worker.split("-", 1)[1]
-    workflow(cfy, "add_volume", f"name={VOLUME}", "size=32Mi", f"targets={instance}")
+    # targets as a user types a list on the command line: a YAML list in the string
+    workflow(cfy, "add_volume", f"name={VOLUME}", "size=32Mi", f"targets=[{instance}]")
     apply(cluster, tmp_path, CLAIM_MANIFEST)
     apply(cluster, tmp_path, pod_manifest("writer", bundle.test_image))
     wait_for(lambda: pvs(cluster)[f"{worker}-{VOLUME}"] == "Bound", "PV Bound")
@@ -185,7 +186,8 @@ def test_scale_in_keeps_a_worker_with_a_bound_volume_unless_allowed(
     assert worker in [w["name"] for w in cfy.outputs(DEPLOYMENT)["worker_nodes"]]
     assert provider.volume_file(worker, VOLUME).exists()
 
-    removed = workflow(cfy, "scale", *scale_in, "allow_bound_volume_removal=true")
+    # the writer is a bare pod: like kubectl drain, scale-in loses it only with force
+    removed = workflow(cfy, "scale", *scale_in, "allow_bound_volume_removal=true", "force=true")
     assert worker not in [w["name"] for w in cfy.outputs(DEPLOYMENT)["worker_nodes"]]
     assert not (provider.state_dir / "volumes").exists()
     # Kubernetes keeps a PV bound to a claim (pv-protection) until the claim lets it go: the

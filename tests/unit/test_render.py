@@ -23,6 +23,7 @@ INIT_VALUES = dict(
     service_cidr="10.96.0.0/12",
     cert_sans=["10.77.0.10", "cp-abc123"],
     node_monitor_grace_period="40s",
+    node_lease_seconds=40,
     token="abcdef.0123456789abcdef",
     token_ttl="15m",
     token_description="init",
@@ -330,3 +331,11 @@ def test_dns_and_etcd_image_tags_only_when_given() -> None:
     cluster = documents(render("kubeadm-init.yaml.j2", **values))["ClusterConfiguration"]
     assert cluster["dns"] == {"imageTag": "v1.14.3"}
     assert cluster["etcd"] == {"local": {"imageTag": "3.6.8-0"}}
+
+
+@pytest.mark.parametrize(("grace", "lease"), [("10s", 10), ("25s", 25), ("40s", 40), ("2m", 40)])
+def test_the_node_lease_fits_the_grace_period_four_times(grace, lease):
+    assert node.node_lease_seconds(grace) == lease
+    values = dict(INIT_VALUES, node_monitor_grace_period=grace, node_lease_seconds=lease)
+    kubelet = documents(render("kubeadm-init.yaml.j2", **values))["KubeletConfiguration"]
+    assert kubelet["nodeLeaseDurationSeconds"] == lease
