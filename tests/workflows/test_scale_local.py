@@ -332,6 +332,21 @@ def test_a_modification_left_started_is_rolled_back_by_abort_started(dep):
     assert len(hosts) == 4 and not hosts & left and dep.group_count("workers") == 4
 
 
+def test_execute_operation_takes_lists_as_users_type_them(dep):
+    """Read as one string, `[worker_host]` would also select the node `worker` (Cloudify's
+    own workflow tests `node.id in node_ids`, a substring of the string)."""
+    hosts = sorted(dep.ids("worker_host"))
+    create = "operation=cloudify.interfaces.lifecycle.create"
+    for typed, wanted in (
+        (f"node_instance_ids=[{hosts[0]}]", {hosts[0]}),
+        (f"node_instance_ids={hosts[0]},{hosts[1]}", set(hosts[:2])),
+        ("node_ids=[worker_host]", set(hosts)),
+    ):
+        dep.clear_calls()
+        dep.cfy("executions", "start", "execute_operation", "-b", NAME, "-p", create, "-p", typed)
+        assert {c["instance"] for c in dep.calls("execute_operation")} == wanted, typed
+
+
 def test_uninstall_removes_every_instance(dep):
     ids = set(dep.instances())
     dep.clear_calls()
