@@ -66,11 +66,7 @@ def parallel_tasks(ctx, added: int = 0):
 def refuse_to_orphan_hosts(ctx, spec: ClusterSpec) -> None:
     """`cfy install` under an existing blueprint id silently drops that deployment's state.
     Hosts it made would then belong to no node instance: stop before making more."""
-    expected = {
-        host_name_for(instance.id, instance.node.properties["role"])
-        for instance in ctx.node_instances
-        if HOST_TYPE in instance.node.type_hierarchy
-    }
+    expected = set(hosts_by_name(ctx))
     state_dir = deployment_state_dir(ctx.deployment.id)
     left = sorted(set(provider_for(spec, ctx.deployment.id, state_dir).host_names()) - expected)
     if left:
@@ -81,15 +77,22 @@ def refuse_to_orphan_hosts(ctx, spec: ClusterSpec) -> None:
         )
 
 
+def hosts_by_name(ctx) -> dict[str, object]:
+    """Host name (the Node name) -> host node instance, for every host of the deployment."""
+    return {
+        host_name_for(instance.id, instance.node.properties["role"]): instance
+        for instance in ctx.node_instances
+        if HOST_TYPE in instance.node.type_hierarchy
+    }
+
+
 def worker_hosts(ctx) -> dict[str, object]:
     """Host name (the Node name) -> worker host node instance."""
-    hosts = {}
-    for instance in ctx.node_instances:
-        if HOST_TYPE in instance.node.type_hierarchy:
-            role = instance.node.properties["role"]
-            if role == "worker":
-                hosts[host_name_for(instance.id, role)] = instance
-    return hosts
+    return {
+        name: instance
+        for name, instance in hosts_by_name(ctx).items()
+        if instance.node.properties["role"] == "worker"
+    }
 
 
 def worker_names(ctx, instance_ids) -> set[str]:
@@ -108,11 +111,7 @@ def refuse_machines_that_do_not_answer(ctx, spec: ClusterSpec) -> None:
     if spec.provider != "existing":
         return
     provider = provider_for(spec, ctx.deployment.id, deployment_state_dir(ctx.deployment.id))
-    wanted = [
-        (host_name_for(i.id, i.node.properties["role"]), i.node.properties["role"])
-        for i in ctx.node_instances
-        if HOST_TYPE in i.node.type_hierarchy
-    ]
+    wanted = [(name, i.node.properties["role"]) for name, i in hosts_by_name(ctx).items()]
     try:
         hosts = provider.planned_hosts(wanted)
     except ExistingProviderError as err:
